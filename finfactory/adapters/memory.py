@@ -1,0 +1,201 @@
+"""In-memory storage: a dict per table, one writer at a time, rollback by undo log.
+
+Public through :mod:`finfactory.testing`. It passes the same contract suite as the SQL
+adapters, so a downstream team's unit tests see the behaviour production will have.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from finfactory.events.envelope import EventEnvelope
+from finfactory.kernel.audit import GENESIS_HASH, AuditDraft, AuditRecord
+from finfactory.kernel.errors import IdempotencyConflict, IntegrityViolation
+from finfactory.kernel.ports import ConfigVersion, StoredOutcome
+
+_MISSING = object()
+
+
+class MemoryDatabase:
+    """Tables are ``dict``s keyed by primary key; values are immutable records."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[Any, Any]] = {}
+        self.counters: dict[str, int] = {}
+        self.lock = threading.RLock()
+
+    def table(self, name: str) -> dict[Any, Any]:
+        return self.tables.setdefault(name, {})
+
+    def row_counts(self) -> dict[str, int]:
+        return {name: len(rows) for name, rows in self.tables.items()}
+
+
+class MemoryUnitOfWork:
+    def __init__(self, db: MemoryDatabase, *, owns_transaction: bool = True) -> None:
+        self.db = db
+        self._undo: list[Callable[[], None]] = []
+        self._owns = owns_transaction
+        self._kernel = MemoryKernelStore(self)
+
+    @property
+    def kernel(self) -> MemoryKernelStore:
+        return self._kernel
+
+    @property
+    def owns_transaction(self) -> bool:
+        return self._owns
+
+    def get(self, table: str, key: Any) -> Any:
+        return self.db.table(table).get(key)
+
+    def rows(self, table: str) -> list[Any]:
+        return list(self.db.table(table).values())
+
+    def put(self, table: str, key: Any, value: Any) -> None:
+        rows = self.db.table(table)
+        old = rows.get(key, _MISSING)
+
+        def undo() -> None:
+            if old is _MISSING:
+                rows.pop(key, None)
+            else:
+                rows[key] = old
+
+        self._undo.append(undo)
+        rows[key] = value
+
+    def next_value(self, counter: str) -> int:
+        old = self.db.counters.get(counter, 0)
+        self.db.counters[counter] = old + 1
+        self._undo.append(lambda: self.db.counters.__setitem__(counter, old))
+        return old + 1
+
+    def rollback(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+
+class MemoryStorage:
+    def __init__(self, db: MemoryDatabase | None = None) -> None:
+        self.db = db or MemoryDatabase()
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryUnitOfWork]:
+        with self.db.lock:
+            uow = MemoryUnitOfWork(self.db)
+            try:
+                yield uow
+            except BaseException:
+                uow.rollback()
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[MemoryUnitOfWork]:
+        with self.db.lock:
+            uow = MemoryUnitOfWork(self.db)
+            try:
+                yield uow
+            finally:
+                uow.rollback()
+
+
+@attrs.frozen
+class _IdemRow:
+    command: str
+    request_hash: str
+    succeeded: bool | None
+    response: dict[str, Any] | None
+
+
+class MemoryKernelStore:
+    def __init__(self, uow: MemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def claim_idempotency(
+        self, tenant_id: str, key: str, command: str, request_hash: str, now: datetime
+    ) -> StoredOutcome | None:
+        row = self._uow.get("ff_idempotency", (tenant_id, key))
+        if row is None:
+            self._uow.put("ff_idempotency", (tenant_id, key),
+                          _IdemRow(command, request_hash, None, None))
+            return None
+        if row.succeeded is None:
+            raise IdempotencyConflict("idempotency key is in use by this same transaction",
+                                      key=key)
+        return StoredOutcome(row.command, row.request_hash, row.succeeded,
+                             copy.deepcopy(row.response))
+
+    def complete_idempotency(
+        self, tenant_id: str, key: str, succeeded: bool, response: dict[str, Any]
+    ) -> None:
+        row = self._uow.get("ff_idempotency", (tenant_id, key))
+        self._uow.put("ff_idempotency", (tenant_id, key),
+                      attrs.evolve(row, succeeded=succeeded, response=copy.deepcopy(response)))
+
+    def append_audit(
+        self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]
+    ) -> AuditRecord:
+        head = self._uow.get("ff_audit_heads", draft.tenant_id) or (0, GENESIS_HASH)
+        record = sealer(draft, head[0] + 1, head[1])
+        self._uow.put("ff_audit_heads", draft.tenant_id, (record.sequence, record.hash))
+        self._uow.put("ff_audit_log", (draft.tenant_id, record.sequence), record)
+        return record
+
+    def audit_records(self, tenant_id: str) -> Iterator[AuditRecord]:
+        rows = [r for (t, _), r in self._uow.db.table("ff_audit_log").items() if t == tenant_id]
+        return iter(sorted(rows, key=lambda r: r.sequence))
+
+    def audit_head(self, tenant_id: str) -> tuple[int, str] | None:
+        head = self._uow.get("ff_audit_heads", tenant_id)
+        return None if head is None else (int(head[0]), str(head[1]))
+
+    def append_events(self, events: Sequence[EventEnvelope]) -> None:
+        taken = self._uow.db.table("ff_outbox_aggregate_seq")
+        for event in events:
+            key = (event.tenant_id, event.aggregate_type, event.aggregate_id,
+                   event.aggregate_sequence)
+            if key in taken:
+                raise IntegrityViolation("aggregate sequence already used", key=str(key))
+            self._uow.put("ff_outbox_aggregate_seq", key, True)
+            position = self._uow.next_value("ff_outbox")
+            self._uow.put("ff_outbox", position, attrs.evolve(event, position=position))
+
+    def read_events(
+        self, after_position: int, limit: int, tenant_id: str | None = None
+    ) -> list[EventEnvelope]:
+        table = self._uow.db.table("ff_outbox")
+        out = []
+        for position in sorted(p for p in table if p > after_position):
+            event = table[position]
+            if tenant_id is None or event.tenant_id == tenant_id:
+                out.append(event)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def outbox_count(self) -> int:
+        return len(self._uow.db.table("ff_outbox"))
+
+    def config_latest(self, tenant_id: str, section: str) -> ConfigVersion | None:
+        history = self.config_history(tenant_id, section)
+        return history[-1] if history else None
+
+    def config_history(self, tenant_id: str, section: str) -> list[ConfigVersion]:
+        rows = self._uow.db.table("ff_tenant_config")
+        found = [v for (t, s, _), v in rows.items() if t == tenant_id and s == section]
+        return sorted(found, key=lambda v: v.version)
+
+    def config_append(self, tenant_id: str, entry: ConfigVersion) -> None:
+        key = (tenant_id, entry.section, entry.version)
+        if self._uow.get("ff_tenant_config", key) is not None:
+            raise IntegrityViolation("configuration version already exists", key=str(key))
+        self._uow.put("ff_tenant_config", key, entry)

@@ -1,0 +1,218 @@
+"""SQLAlchemy implementation of :class:`finfactory.kernel.ports.KernelStore`."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from finfactory.adapters.sqlalchemy.tables import (
+    audit_heads,
+    audit_log,
+    idempotency,
+    outbox,
+    tenant_config,
+)
+from finfactory.events.envelope import EventEnvelope
+from finfactory.kernel.audit import GENESIS_HASH, AuditDraft, AuditRecord, Outcome
+from finfactory.kernel.canonical import canonical_json
+from finfactory.kernel.errors import IdempotencyConflict
+from finfactory.kernel.ports import ConfigVersion, StoredOutcome
+
+# Held from the first outbox insert to commit: outbox positions then follow commit order, so
+# a reader's cursor can never pass a row that a slower transaction commits later.
+OUTBOX_LOCK_KEY = zlib.crc32(b"finfactory.outbox.position")
+
+_INSERT_EVENT = insert(outbox)
+_INSERT_AUDIT = insert(audit_log)
+
+
+class SqlKernelStore:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._dialect = conn.dialect.name
+        self._outbox_locked = False
+
+    # -- idempotency --------------------------------------------------------------------
+    def claim_idempotency(
+        self, tenant_id: str, key: str, command: str, request_hash: str, now: datetime
+    ) -> StoredOutcome | None:
+        ins = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        stmt = (
+            ins(idempotency)
+            .values(
+                tenant_id=tenant_id, key=key, command=command, request_hash=request_hash,
+                succeeded=None, response=None, created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+            .returning(idempotency.c.key)
+        )
+        if self._conn.execute(stmt).first() is not None:
+            return None
+        row = self._conn.execute(
+            select(
+                idempotency.c.command, idempotency.c.request_hash,
+                idempotency.c.succeeded, idempotency.c.response,
+            ).where(idempotency.c.tenant_id == tenant_id, idempotency.c.key == key)
+        ).one()
+        if row.succeeded is None:
+            raise IdempotencyConflict(
+                "idempotency key is in use by this same transaction", key=key
+            )
+        return StoredOutcome(row.command, row.request_hash, bool(row.succeeded), row.response)
+
+    def complete_idempotency(
+        self, tenant_id: str, key: str, succeeded: bool, response: dict[str, Any]
+    ) -> None:
+        self._conn.execute(
+            update(idempotency)
+            .where(idempotency.c.tenant_id == tenant_id, idempotency.c.key == key)
+            .values(succeeded=succeeded, response=response)
+        )
+
+    # -- audit ----------------------------------------------------------------------------
+    def append_audit(
+        self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]
+    ) -> AuditRecord:
+        bump = (
+            update(audit_heads)
+            .where(audit_heads.c.tenant_id == draft.tenant_id)
+            .values(last_sequence=audit_heads.c.last_sequence + 1)
+            .returning(audit_heads.c.last_sequence, audit_heads.c.last_hash)
+        )
+        head = self._conn.execute(bump).first()
+        if head is None:
+            ins = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+            self._conn.execute(
+                ins(audit_heads)
+                .values(tenant_id=draft.tenant_id, last_sequence=0, last_hash=GENESIS_HASH)
+                .on_conflict_do_nothing(index_elements=["tenant_id"])
+            )
+            head = self._conn.execute(bump).one()
+        record = sealer(draft, int(head.last_sequence), str(head.last_hash))
+        self._conn.execute(
+            update(audit_heads)
+            .where(audit_heads.c.tenant_id == draft.tenant_id)
+            .values(last_hash=record.hash)
+        )
+        self._conn.execute(_INSERT_AUDIT, [_audit_row(record)])
+        return record
+
+    def audit_records(self, tenant_id: str) -> Iterator[AuditRecord]:
+        rows = self._conn.execute(
+            select(audit_log).where(audit_log.c.tenant_id == tenant_id)
+            .order_by(audit_log.c.sequence)
+        )
+        for row in rows:
+            yield AuditRecord(
+                id=row.id, tenant_id=row.tenant_id, sequence=int(row.sequence),
+                occurred_at=row.occurred_at, actor_id=row.actor_id, actor_kind=row.actor_kind,
+                action=row.action, resource_type=row.resource_type,
+                resource_id=row.resource_id, outcome=Outcome(row.outcome), reason=row.reason,
+                trace_id=row.trace_id, summary=json.loads(row.summary),
+                prev_hash=row.prev_hash, hash=row.hash,
+            )
+
+    def audit_head(self, tenant_id: str) -> tuple[int, str] | None:
+        row = self._conn.execute(
+            select(audit_heads.c.last_sequence, audit_heads.c.last_hash)
+            .where(audit_heads.c.tenant_id == tenant_id)
+        ).first()
+        return None if row is None else (int(row.last_sequence), str(row.last_hash))
+
+    # -- outbox ---------------------------------------------------------------------------
+    def append_events(self, events: Sequence[EventEnvelope]) -> None:
+        if not events:
+            return
+        if self._dialect == "postgresql" and not self._outbox_locked:
+            self._conn.execute(
+                text("SELECT pg_advisory_xact_lock(:k)"), {"k": OUTBOX_LOCK_KEY}
+            )
+            self._outbox_locked = True
+        self._conn.execute(_INSERT_EVENT, [_event_row(e) for e in events])
+
+    def read_events(
+        self, after_position: int, limit: int, tenant_id: str | None = None
+    ) -> list[EventEnvelope]:
+        cond = outbox.c.position > after_position
+        if tenant_id is not None:
+            cond = and_(cond, outbox.c.tenant_id == tenant_id)
+        rows = self._conn.execute(
+            select(outbox).where(cond).order_by(outbox.c.position).limit(limit)
+        )
+        return [_envelope(row._mapping) for row in rows]
+
+    def outbox_count(self) -> int:
+        return int(self._conn.execute(select(func.count()).select_from(outbox)).scalar_one())
+
+    # -- tenant configuration ---------------------------------------------------------------
+    def config_latest(self, tenant_id: str, section: str) -> ConfigVersion | None:
+        row = self._conn.execute(
+            select(tenant_config)
+            .where(tenant_config.c.tenant_id == tenant_id, tenant_config.c.section == section)
+            .order_by(tenant_config.c.version.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else _config(row._mapping)
+
+    def config_history(self, tenant_id: str, section: str) -> list[ConfigVersion]:
+        rows = self._conn.execute(
+            select(tenant_config)
+            .where(tenant_config.c.tenant_id == tenant_id, tenant_config.c.section == section)
+            .order_by(tenant_config.c.version)
+        )
+        return [_config(r._mapping) for r in rows]
+
+    def config_append(self, tenant_id: str, entry: ConfigVersion) -> None:
+        self._conn.execute(
+            insert(tenant_config).values(
+                tenant_id=tenant_id, section=entry.section, version=entry.version,
+                values=entry.values, changed_by=entry.changed_by,
+                changed_at=entry.changed_at, reason=entry.reason,
+            )
+        )
+
+
+def _audit_row(rec: AuditRecord) -> dict[str, Any]:
+    return {
+        "tenant_id": rec.tenant_id, "sequence": rec.sequence, "id": rec.id,
+        "occurred_at": rec.occurred_at, "actor_id": rec.actor_id,
+        "actor_kind": rec.actor_kind, "action": rec.action,
+        "resource_type": rec.resource_type, "resource_id": rec.resource_id,
+        "outcome": Outcome(rec.outcome).value, "reason": rec.reason,
+        "trace_id": rec.trace_id, "summary": canonical_json(rec.summary),
+        "prev_hash": rec.prev_hash, "hash": rec.hash,
+    }
+
+
+def _event_row(e: EventEnvelope) -> dict[str, Any]:
+    return {
+        "id": e.id, "event_type": e.event_type, "schema_version": e.schema_version,
+        "tenant_id": e.tenant_id, "source": e.source, "aggregate_type": e.aggregate_type,
+        "aggregate_id": e.aggregate_id, "aggregate_sequence": e.aggregate_sequence,
+        "payload": e.payload, "recorded_at": e.recorded_at, "trace_id": e.trace_id,
+        "correlation_id": e.correlation_id, "causation_id": e.causation_id,
+    }
+
+
+def _envelope(m: Any) -> EventEnvelope:
+    return EventEnvelope(
+        id=m["id"], event_type=m["event_type"], schema_version=int(m["schema_version"]),
+        payload=m["payload"], recorded_at=m["recorded_at"], trace_id=m["trace_id"],
+        tenant_id=m["tenant_id"], source=m["source"], aggregate_type=m["aggregate_type"],
+        aggregate_id=m["aggregate_id"], aggregate_sequence=int(m["aggregate_sequence"]),
+        correlation_id=m["correlation_id"], causation_id=m["causation_id"],
+        position=int(m["position"]),
+    )
+
+
+def _config(m: Any) -> ConfigVersion:
+    return ConfigVersion(
+        section=m["section"], version=int(m["version"]), values=m["values"],
+        changed_by=m["changed_by"], changed_at=m["changed_at"], reason=m["reason"],
+    )

@@ -1,0 +1,123 @@
+"""Transactions on SQLAlchemy: SQLite (embedded default) and PostgreSQL.
+
+``SqlStorage.transaction()`` opens and commits its own transaction. ``SqlStorage.join(conn)``
+runs commands inside a transaction the caller owns (a ``Connection`` or ``Session``); the
+library then writes through it and never commits or rolls it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+
+from finfactory.adapters.sqlalchemy.kernel_store import SqlKernelStore
+from finfactory.kernel.errors import ConcurrencyError, IntegrityViolation, StorageError
+
+_IMMEDIATE = "finfactory_begin_immediate"
+
+
+class SqlUnitOfWork:
+    def __init__(self, conn: Connection, *, owns_transaction: bool) -> None:
+        self.connection = conn
+        self.dialect = conn.dialect.name
+        self._owns = owns_transaction
+        self._kernel = SqlKernelStore(conn)
+
+    @property
+    def kernel(self) -> SqlKernelStore:
+        return self._kernel
+
+    @property
+    def owns_transaction(self) -> bool:
+        return self._owns
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """Make pysqlite transactions explicit; writers take the lock at BEGIN (IMMEDIATE).
+
+    Without this, pysqlite begins lazily and a reader that later writes can fail with
+    "database is locked" instead of waiting its turn.
+    """
+    if engine.dialect.name != "sqlite" or engine.dialect.driver != "pysqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        if engine.url.database not in (None, "", ":memory:"):
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.info.pop(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_engine(url: str, **kwargs: Any) -> Engine:
+    """``sqlalchemy.create_engine`` with the settings FinFactory relies on."""
+    engine = sqlalchemy.create_engine(url, **kwargs)
+    configure_sqlite(engine)
+    return engine
+
+
+def translate_db_error(err: sa_exc.DBAPIError) -> Exception:
+    orig = err.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in ("40001", "40P01"):
+        return ConcurrencyError("transaction lost a race; retry it", sqlstate=sqlstate)
+    if isinstance(err, sa_exc.IntegrityError) or (sqlstate or "").startswith("23"):
+        return IntegrityViolation(f"database refused the write: {orig}", sqlstate=sqlstate)
+    if isinstance(err, sa_exc.OperationalError) and "locked" in str(orig):
+        return ConcurrencyError("database is locked; retry", sqlstate=sqlstate)
+    return StorageError(f"database error: {orig}", sqlstate=sqlstate)
+
+
+class SqlStorage:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlUnitOfWork]:
+        try:
+            with self.engine.connect() as conn:
+                conn.info[_IMMEDIATE] = True
+                with conn.begin():
+                    yield SqlUnitOfWork(conn, owns_transaction=True)
+        except sa_exc.DBAPIError as err:
+            raise translate_db_error(err) from err
+
+    @contextmanager
+    def read(self) -> Iterator[SqlUnitOfWork]:
+        try:
+            with self.engine.connect() as conn:
+                conn.info[_IMMEDIATE] = False
+                with conn.begin() as tx:
+                    yield SqlUnitOfWork(conn, owns_transaction=True)
+                    tx.rollback()
+        except sa_exc.DBAPIError as err:
+            raise translate_db_error(err) from err
+
+    @staticmethod
+    @contextmanager
+    def join(conn_or_session: Connection | Session) -> Iterator[SqlUnitOfWork]:
+        """Run inside the caller's transaction; commit and rollback stay the caller's."""
+        conn = (
+            conn_or_session.connection()
+            if isinstance(conn_or_session, Session)
+            else conn_or_session
+        )
+        try:
+            yield SqlUnitOfWork(conn, owns_transaction=False)
+        except sa_exc.DBAPIError as err:
+            raise translate_db_error(err) from err

@@ -1,0 +1,103 @@
+"""The event type registry: every event declared once, with a typed payload and a description.
+
+Names are lower-case and dot separated (``journal.posted``); a duplicate or malformed
+declaration raises at import time, so a bad catalog can never ship.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+import attrs
+from pydantic import BaseModel
+
+EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+
+class EventDeclarationError(TypeError):
+    """An event type declaration is malformed or duplicated."""
+
+
+class EventPayload(BaseModel):
+    """Base for event payload models: frozen, no unknown fields."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+
+@attrs.frozen
+class EventType:
+    name: str
+    version: int
+    payload_model: type[EventPayload]
+    description: str
+    primitive: str
+    aggregate_type: str
+
+
+@attrs.define
+class EventRegistry:
+    _types: dict[tuple[str, int], EventType] = attrs.field(factory=dict)
+
+    def register(self, event_type: EventType) -> EventType:
+        if not EVENT_NAME.match(event_type.name):
+            raise EventDeclarationError(
+                f"event name {event_type.name!r} must be lower-case words joined by dots"
+            )
+        if event_type.version < 1:
+            raise EventDeclarationError(f"{event_type.name}: version must be >= 1")
+        if not event_type.description.strip() or "\n" in event_type.description:
+            raise EventDeclarationError(f"{event_type.name}: needs a one-line description")
+        key = (event_type.name, event_type.version)
+        if key in self._types:
+            raise EventDeclarationError(
+                f"event {event_type.name} v{event_type.version} is declared twice"
+            )
+        self._types[key] = event_type
+        return event_type
+
+    def get(self, name: str, version: int | None = None) -> EventType:
+        if version is None:
+            versions = [v for (n, v) in self._types if n == name]
+            if not versions:
+                raise KeyError(name)
+            version = max(versions)
+        return self._types[(name, version)]
+
+    def __iter__(self) -> Iterator[EventType]:
+        return iter(sorted(self._types.values(), key=lambda t: (t.primitive, t.name, t.version)))
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+
+REGISTRY = EventRegistry()
+
+
+def declare_event(
+    name: str,
+    *,
+    primitive: str,
+    aggregate_type: str,
+    description: str,
+    version: int = 1,
+    registry: EventRegistry | None = None,
+) -> Callable[[type[EventPayload]], type[EventPayload]]:
+    """Class decorator declaring ``cls`` as the payload of event ``name`` (version ``version``)."""
+
+    def wrap(cls: type[EventPayload]) -> type[EventPayload]:
+        (registry or REGISTRY).register(
+            EventType(name, version, cls, description, primitive, aggregate_type)
+        )
+        cls.__event_type__ = (name, version)  # type: ignore[attr-defined]
+        return cls
+
+    return wrap
+
+
+def event_type_of(payload: EventPayload, registry: EventRegistry | None = None) -> EventType:
+    try:
+        name, version = type(payload).__event_type__  # type: ignore[attr-defined]
+    except AttributeError:
+        raise EventDeclarationError(f"{type(payload).__name__} is not a declared event") from None
+    return (registry or REGISTRY).get(name, version)

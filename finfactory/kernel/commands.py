@@ -1,0 +1,227 @@
+"""The command pipeline every primitive uses.
+
+authorize -> (idempotency claim | replay) -> handler -> flush state -> outbox + audit -> commit.
+State, idempotency outcome, outbox events and the audit record share one transaction. The
+pipeline commits only transactions it opened itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+import attrs
+from pydantic import BaseModel
+
+from finfactory.events.envelope import EventEnvelope, PendingEvent
+from finfactory.events.registry import EventPayload, event_type_of
+from finfactory.kernel.audit import AuditDraft, Outcome, seal
+from finfactory.kernel.authz import AuthorizationPolicy
+from finfactory.kernel.canonical import canonical_json, sha256_hex
+from finfactory.kernel.clock import Clock, IdGenerator
+from finfactory.kernel.context import RequestContext
+from finfactory.kernel.errors import (
+    DomainError,
+    IdempotencyConflict,
+    PermissionDenied,
+    ValidationError,
+    error_from_dict,
+)
+from finfactory.kernel.ports import Storage, UnitOfWork
+
+R = TypeVar("R", bound=BaseModel)
+_MAX_KEY = 200
+
+
+@attrs.define
+class CommandScope:
+    """What a handler gets: the transaction, the clock reading, ids, and an event sink."""
+
+    uow: UnitOfWork
+    ctx: RequestContext
+    now: Any
+    ids: IdGenerator
+    resource_id: str | None = None
+    summary: dict[str, Any] = attrs.field(factory=dict)
+    events: list[PendingEvent] = attrs.field(factory=list)
+
+    def emit(self, payload: EventPayload, aggregate_id: str, sequence: int) -> None:
+        self.events.append(PendingEvent(payload, aggregate_id, sequence))
+
+
+@attrs.frozen
+class CommandSpec(Generic[R]):
+    action: str
+    permission: str
+    resource_type: str
+    result_model: type[R]
+
+
+def request_fingerprint(action: str, request: BaseModel) -> str:
+    return sha256_hex(action + "\n" + canonical_json(request.model_dump(mode="json")))
+
+
+def _check_key(key: str | None) -> None:
+    if key is None:
+        return
+    if not isinstance(key, str) or not key or len(key) > _MAX_KEY or not key.isprintable():
+        raise ValidationError(
+            f"idempotency key must be 1-{_MAX_KEY} printable characters", field="idempotency_key"
+        )
+
+
+@attrs.define
+class CommandRunner:
+    storage: Storage
+    policy: AuthorizationPolicy
+    clock: Clock
+    ids: IdGenerator
+    source: str
+
+    @contextmanager
+    def _transaction(self, uow: UnitOfWork | None) -> Iterator[UnitOfWork]:
+        if uow is not None:
+            yield uow
+        else:
+            with self.storage.transaction() as own:
+                yield own
+
+    def _audit(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        spec: CommandSpec[Any],
+        now: Any,
+        outcome: Outcome,
+        reason: str,
+        resource_id: str | None,
+        summary: dict[str, Any],
+    ) -> None:
+        draft = AuditDraft(
+            id=self.ids.new_id(),
+            tenant_id=ctx.tenant_id,
+            occurred_at=now,
+            actor_id=ctx.actor.id,
+            actor_kind=ctx.actor.kind.value,
+            action=spec.action,
+            resource_type=spec.resource_type,
+            resource_id=resource_id,
+            outcome=outcome,
+            reason=reason,
+            trace_id=ctx.trace_id,
+            summary=summary,
+        )
+        uow.kernel.append_audit(draft, seal)
+
+    def _envelopes(self, scope: CommandScope) -> list[EventEnvelope]:
+        ctx = scope.ctx
+        out = []
+        for pending in scope.events:
+            etype = event_type_of(pending.payload)
+            out.append(
+                EventEnvelope(
+                    id=self.ids.new_id(),
+                    event_type=etype.name,
+                    schema_version=etype.version,
+                    payload=pending.payload.model_dump(mode="json"),
+                    recorded_at=scope.now,
+                    trace_id=ctx.trace_id,
+                    tenant_id=ctx.tenant_id,
+                    source=self.source,
+                    aggregate_type=etype.aggregate_type,
+                    aggregate_id=pending.aggregate_id,
+                    aggregate_sequence=pending.aggregate_sequence,
+                    correlation_id=ctx.effective_correlation_id,
+                    causation_id=ctx.causation_id,
+                )
+            )
+        return out
+
+    def run(
+        self,
+        ctx: RequestContext,
+        spec: CommandSpec[R],
+        request: BaseModel,
+        handler: Callable[[CommandScope], R],
+        *,
+        idempotency_key: str | None = None,
+        resource_id: str | None = None,
+        uow: UnitOfWork | None = None,
+    ) -> R:
+        _check_key(idempotency_key)
+        decision = self.policy.decide(ctx, spec.permission)
+        if not decision.allowed:
+            with self._transaction(uow) as tx:
+                self._audit(
+                    tx, ctx, spec, self.clock.now(), Outcome.DENIED, decision.reason,
+                    resource_id, {},
+                )
+            raise PermissionDenied(decision.reason, permission=spec.permission)
+
+        failure: Exception | None = None
+        with self._transaction(uow) as tx:
+            now = self.clock.now()
+            if idempotency_key is not None:
+                fingerprint = request_fingerprint(spec.action, request)
+                stored = tx.kernel.claim_idempotency(
+                    ctx.tenant_id, idempotency_key, spec.action, fingerprint, now
+                )
+                if stored is not None:
+                    replayed = self._replay(tx, ctx, spec, now, stored, fingerprint, resource_id)
+                    if isinstance(replayed, Exception):
+                        failure = replayed
+                    else:
+                        return replayed
+            if failure is None:
+                scope = CommandScope(tx, ctx, now, self.ids, resource_id)
+                try:
+                    result = handler(scope)
+                except DomainError as err:
+                    failure = err
+                    if idempotency_key is not None:
+                        tx.kernel.complete_idempotency(
+                            ctx.tenant_id, idempotency_key, False, err.to_dict()
+                        )
+                    self._audit(
+                        tx, ctx, spec, now, Outcome.REJECTED, f"{err.code}: {err.message}",
+                        scope.resource_id, scope.summary,
+                    )
+                else:
+                    if idempotency_key is not None:
+                        tx.kernel.complete_idempotency(
+                            ctx.tenant_id, idempotency_key, True, result.model_dump(mode="json")
+                        )
+                    self._audit(
+                        tx, ctx, spec, now, Outcome.SUCCEEDED, decision.reason,
+                        scope.resource_id, scope.summary,
+                    )
+                    if scope.events:
+                        tx.kernel.append_events(self._envelopes(scope))
+                    return result
+        # Rejections, replays of rejections and conflicts are committed (audit record and
+        # idempotency outcome) before they are raised.
+        assert failure is not None
+        raise failure
+
+    def _replay(
+        self,
+        tx: UnitOfWork,
+        ctx: RequestContext,
+        spec: CommandSpec[R],
+        now: Any,
+        stored: Any,
+        fingerprint: str,
+        resource_id: str | None,
+    ) -> R | Exception:
+        if stored.command != spec.action or stored.request_hash != fingerprint:
+            self._audit(
+                tx, ctx, spec, now, Outcome.CONFLICT, "idempotency key reused", resource_id, {}
+            )
+            return IdempotencyConflict(
+                "idempotency key was used with a different request", command=stored.command
+            )
+        self._audit(tx, ctx, spec, now, Outcome.REPLAYED, "idempotent replay", resource_id, {})
+        if stored.succeeded:
+            return spec.result_model.model_validate(stored.response)
+        return error_from_dict(stored.response)

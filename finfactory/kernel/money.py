@@ -1,0 +1,117 @@
+"""Money at the edges, integer minor units inside.
+
+py-moneyed does not quantize (``Money("10.005", "PHP")`` is accepted), so every conversion
+into the SDK goes through :func:`to_minor`, which refuses anything not exact in the currency's
+minor unit. Floats are refused outright: ``0.1`` is not a price.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from moneyed import Currency, CurrencyDoesNotExist, Money, get_currency
+
+from finfactory.kernel.errors import MoneyError
+
+__all__ = [
+    "Money",
+    "currency",
+    "from_minor",
+    "minor_exponent",
+    "money_from_json",
+    "money_to_json",
+    "parse_amount",
+    "to_minor",
+]
+
+
+def currency(code: object, *, field: str = "currency") -> Currency:
+    if not isinstance(code, str) or len(code) != 3 or not code.isalpha() or not code.isupper():
+        raise MoneyError(f"currency must be an ISO 4217 code, got {code!r}", field=field)
+    try:
+        return get_currency(code)
+    except CurrencyDoesNotExist:
+        raise MoneyError(f"unknown currency {code!r}", field=field) from None
+
+
+def minor_exponent(cur: Currency) -> int:
+    """Digits after the decimal point: 2 for PHP, 0 for JPY, 3 for KWD."""
+    sub_unit = int(cur.sub_unit)
+    exponent = len(str(sub_unit)) - 1
+    if 10**exponent != sub_unit:  # pragma: no cover - ISO data is decimal
+        raise MoneyError(f"currency {cur.code} has a non-decimal minor unit", field="currency")
+    return exponent
+
+
+def parse_amount(value: object, *, field: str = "amount") -> Decimal:
+    """A Decimal from a Decimal, int or numeric string; never from a float or bool."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise MoneyError("amounts must not be floats; pass a string or Decimal", field=field)
+    if isinstance(value, Decimal):
+        dec = value
+    elif isinstance(value, int):
+        dec = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            dec = Decimal(value.strip())
+        except InvalidOperation:
+            raise MoneyError(f"not a decimal amount: {value!r}", field=field) from None
+    else:
+        raise MoneyError(f"not an amount: {type(value).__name__}", field=field)
+    if not dec.is_finite():
+        raise MoneyError("amount must be finite", field=field)
+    return dec
+
+
+def to_minor(
+    money: object, *, field: str = "amount", allow_negative: bool = False, allow_zero: bool = True
+) -> tuple[int, str]:
+    """``Money`` -> (minor units, currency code), refusing inexact or out-of-range amounts."""
+    if not isinstance(money, Money):
+        raise MoneyError(f"expected moneyed.Money, got {type(money).__name__}", field=field)
+    cur = currency(money.currency.code, field=field)
+    amount = parse_amount(money.amount, field=field)
+    exponent = minor_exponent(cur)
+    scaled = amount.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        raise MoneyError(
+            f"{amount} is not exact in {cur.code} minor units ({exponent} decimals)", field=field
+        )
+    minor = int(scaled)
+    if minor < 0 and not allow_negative:
+        raise MoneyError("amount must not be negative", field=field)
+    if minor == 0 and not allow_zero:
+        raise MoneyError("amount must be greater than zero", field=field)
+    return minor, cur.code
+
+
+def from_minor(minor: int, code: str) -> Money:
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        raise MoneyError("minor units must be an integer", field="amount")
+    cur = currency(code)
+    exponent = minor_exponent(cur)
+    return Money(Decimal(minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)), cur)
+
+
+def money_to_json(money: Money) -> dict[str, str]:
+    """``{"amount": "10.00", "currency": "PHP"}``: string amount, fixed minor digits."""
+    minor, code = to_minor(money, allow_negative=True)
+    return minor_to_json(minor, code)
+
+
+def minor_to_json(minor: int, code: str) -> dict[str, str]:
+    return {"amount": str(from_minor(minor, code).amount), "currency": code}
+
+
+def money_from_json(data: Any, *, field: str = "amount") -> Money:
+    if not isinstance(data, dict) or set(data) != {"amount", "currency"}:
+        raise MoneyError('money JSON must be {"amount": "...", "currency": "..."}', field=field)
+    raw = data["amount"]
+    if not isinstance(raw, str):
+        raise MoneyError("money JSON amount must be a string", field=field)
+    cur = currency(data["currency"], field=field)
+    amount = parse_amount(raw, field=field)
+    money = Money(amount, cur)
+    to_minor(money, field=field, allow_negative=True)
+    return money

@@ -1,0 +1,95 @@
+"""Storage ports of the kernel. Adapters: SQLAlchemy (SQLite, PostgreSQL) and in-memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+import attrs
+
+from finfactory.events.envelope import EventEnvelope
+from finfactory.kernel.audit import AuditDraft, AuditRecord
+
+
+@attrs.frozen
+class StoredOutcome:
+    """What an idempotency key remembers: the request fingerprint and the first outcome."""
+
+    command: str
+    request_hash: str
+    succeeded: bool
+    response: dict[str, Any]
+
+
+@attrs.frozen
+class ConfigVersion:
+    section: str
+    version: int
+    values: dict[str, Any]
+    changed_by: str
+    changed_at: datetime
+    reason: str
+
+
+class KernelStore(Protocol):
+    """Rows the kernel owns: idempotency keys, audit chain, outbox, tenant configuration."""
+
+    def claim_idempotency(
+        self, tenant_id: str, key: str, command: str, request_hash: str, now: datetime
+    ) -> StoredOutcome | None:
+        """Reserve ``key`` for this transaction, or return what it stored before.
+
+        ``None`` means this transaction now owns the key. A concurrent transaction holding
+        the same key makes this call wait until that one commits or rolls back.
+        """
+        ...
+
+    def complete_idempotency(
+        self, tenant_id: str, key: str, succeeded: bool, response: dict[str, Any]
+    ) -> None: ...
+
+    def append_audit(
+        self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]
+    ) -> AuditRecord:
+        """Chain ``draft`` after the tenant's head (``sealer(draft, sequence, prev_hash)``)."""
+        ...
+
+    def append_events(self, events: Sequence[EventEnvelope]) -> None:
+        """Write to the outbox; positions are assigned in commit order."""
+        ...
+
+    def read_events(
+        self, after_position: int, limit: int, tenant_id: str | None = None
+    ) -> list[EventEnvelope]: ...
+
+    def audit_records(self, tenant_id: str) -> Iterator[AuditRecord]: ...
+
+    def audit_head(self, tenant_id: str) -> tuple[int, str] | None: ...
+
+    def config_latest(self, tenant_id: str, section: str) -> ConfigVersion | None: ...
+
+    def config_history(self, tenant_id: str, section: str) -> list[ConfigVersion]: ...
+
+    def config_append(self, tenant_id: str, entry: ConfigVersion) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction. ``owns_transaction`` is False when the caller opened it."""
+
+    @property
+    def kernel(self) -> KernelStore: ...
+
+    @property
+    def owns_transaction(self) -> bool: ...
+
+
+class Storage(Protocol):
+    def transaction(self) -> AbstractContextManager[UnitOfWork]:
+        """Open a transaction that commits when the block ends normally, else rolls back."""
+        ...
+
+    def read(self) -> AbstractContextManager[UnitOfWork]:
+        """A consistent read-only view (a transaction that is always rolled back)."""
+        ...

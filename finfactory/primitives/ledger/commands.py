@@ -1,0 +1,173 @@
+"""Typed commands and results of the ledger API (pydantic; errors name the field)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+
+from finfactory.kernel.model import Model, MoneyAmount, PositiveMoney
+from finfactory.primitives.ledger.model import (
+    AccountStatus,
+    AccountType,
+    BalanceBound,
+    Direction,
+    HoldStatus,
+)
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")]
+Reference = Annotated[str, Field(min_length=1, max_length=128)]
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+Text = Annotated[str, Field(max_length=500)]
+Metadata = Annotated[dict[str, str | int | bool | None], Field(max_length=50)]
+MAX_LEGS = 100
+MAX_BATCH = 1000
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("must be timezone-aware")
+    return value
+
+
+class OpenAccount(Model):
+    code: Code
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    type: AccountType
+    balance_bound: BalanceBound = BalanceBound.NONE
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class ChangeAccountStatus(Model):
+    account_id: Id
+    status: AccountStatus
+    reason: Text = ""
+
+
+class Leg(Model):
+    account_id: Id
+    direction: Direction
+    amount: PositiveMoney
+
+
+class PostJournal(Model):
+    reference: Reference
+    legs: Annotated[list[Leg], Field(min_length=2, max_length=MAX_LEGS)]
+    effective_date: date | None = None
+    description: Text = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class PostJournals(Model):
+    journals: Annotated[list[PostJournal], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class CreateHold(Model):
+    reference: Reference
+    debit_account_id: Id
+    credit_account_id: Id
+    amount: PositiveMoney
+    expires_at: datetime | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+    _check_expiry = field_validator("expires_at")(_aware)
+
+
+class CaptureHold(Model):
+    hold_id: Id
+    reference: Reference
+    amount: PositiveMoney | None = None
+    effective_date: date | None = None
+    description: Text = ""
+
+
+class VoidHold(Model):
+    hold_id: Id
+    reason: Text = ""
+
+
+class ExpireHolds(Model):
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
+
+
+class ReverseJournal(Model):
+    journal_id: Id
+    reference: Reference
+    reason: Text = ""
+    effective_date: date | None = None
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+class AccountView(Model):
+    id: str
+    code: str
+    currency: str
+    type: AccountType
+    balance_bound: BalanceBound
+    status: AccountStatus
+    metadata: dict[str, Any]
+    posted: MoneyAmount
+    held: MoneyAmount
+    available: MoneyAmount
+
+
+class LegView(Model):
+    account_id: str
+    direction: Direction
+    amount: MoneyAmount
+
+
+class JournalView(Model):
+    id: str
+    reference: str
+    effective_date: date
+    posted_at: datetime
+    description: str
+    reverses_journal_id: str | None
+    legs: list[LegView]
+    metadata: dict[str, Any]
+
+
+class BatchView(Model):
+    journals: list[JournalView]
+
+
+class HoldView(Model):
+    id: str
+    reference: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: MoneyAmount
+    captured: MoneyAmount
+    status: HoldStatus
+    expires_at: datetime | None
+    capture_journal_id: str | None
+
+
+class ExpiredHolds(Model):
+    hold_ids: list[str]
+
+
+class BalanceView(Model):
+    account_id: str
+    posted: MoneyAmount
+    held: MoneyAmount
+    available: MoneyAmount
+
+
+class StatementLine(Model):
+    sequence: int
+    journal_id: str
+    direction: Direction
+    amount: MoneyAmount
+    balance_after: MoneyAmount
+    posted_at: datetime
+
+
+class Statement(Model):
+    account_id: str
+    lines: list[StatementLine]
+    next_after: int | None

@@ -1,0 +1,63 @@
+"""Ledger errors; codes are stable."""
+
+from __future__ import annotations
+
+from finfactory.kernel.errors import AlreadyExists, DomainError, NotFound
+
+
+class AccountNotFound(NotFound):
+    code = "ledger.account_not_found"
+
+
+class JournalNotFound(NotFound):
+    code = "ledger.journal_not_found"
+
+
+class HoldNotFound(NotFound):
+    code = "ledger.hold_not_found"
+
+
+class DuplicateAccountCode(AlreadyExists):
+    code = "ledger.duplicate_account_code"
+
+
+class DuplicateReference(AlreadyExists):
+    code = "ledger.duplicate_reference"
+
+
+class UnbalancedJournal(DomainError):
+    code = "ledger.unbalanced_journal"
+
+
+class CurrencyMismatch(DomainError):
+    code = "ledger.currency_mismatch"
+
+
+class BalanceBoundExceeded(DomainError):
+    """The posting or hold would take an account past its balance bound."""
+
+    code = "ledger.insufficient_funds"
+
+
+class AccountNotActive(DomainError):
+    code = "ledger.account_not_active"
+
+
+class AccountNotEmpty(DomainError):
+    code = "ledger.account_not_empty"
+
+
+class HoldNotPending(DomainError):
+    code = "ledger.hold_not_pending"
+
+
+class CaptureExceedsHold(DomainError):
+    code = "ledger.capture_exceeds_hold"
+
+
+class AlreadyReversed(DomainError):
+    code = "ledger.already_reversed"
+
+
+class TooManyLegs(DomainError):
+    code = "ledger.too_many_legs"

@@ -1,0 +1,138 @@
+"""Pure posting logic: balanced legs -> new account states, entries and events."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import attrs
+
+from finfactory.kernel.commands import CommandScope
+from finfactory.kernel.money import minor_to_json
+from finfactory.primitives.ledger import events as ev
+from finfactory.primitives.ledger.errors import AccountNotFound, UnbalancedJournal
+from finfactory.primitives.ledger.model import Account, Direction, Entry, Journal
+
+
+@attrs.frozen
+class LegSpec:
+    account_id: str
+    direction: Direction
+    amount: int
+    currency: str
+
+
+@attrs.frozen
+class JournalSpec:
+    reference: str
+    legs: tuple[LegSpec, ...]
+    effective_date: date | None
+    description: str = ""
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    reverses_journal_id: str | None = None
+
+
+def money(minor: int, currency: str) -> ev.MoneyJson:
+    return ev.MoneyJson(**minor_to_json(minor, currency))
+
+
+def balance_view(acc: Account) -> ev.BalanceView:
+    return ev.BalanceView(
+        account_id=acc.id,
+        account_code=acc.code,
+        posted=money(acc.posted, acc.currency),
+        held=money(acc.held, acc.currency),
+        available=money(acc.available, acc.currency),
+    )
+
+
+def check_balanced(legs: Sequence[LegSpec]) -> None:
+    totals: dict[str, int] = defaultdict(int)
+    for leg in legs:
+        totals[leg.currency] += leg.amount if leg.direction is Direction.DEBIT else -leg.amount
+    unbalanced = {cur: diff for cur, diff in totals.items() if diff != 0}
+    if unbalanced:
+        raise UnbalancedJournal(
+            "debits and credits differ in " + ", ".join(sorted(unbalanced)),
+            difference={cur: str(diff) for cur, diff in sorted(unbalanced.items())},
+        )
+
+
+def emit_balance(scope: CommandScope, acc: Account, cause_type: str, cause_id: str) -> Account:
+    """Bump the account's version and emit balance.updated at that sequence."""
+    acc = acc.bump()
+    view = balance_view(acc)
+    scope.emit(
+        ev.BalanceUpdated(
+            account_id=acc.id, account_code=acc.code, posted=view.posted, held=view.held,
+            available=view.available, cause_type=cause_type, cause_id=cause_id,
+        ),
+        acc.id,
+        acc.version,
+    )
+    return acc
+
+
+def apply_journal(
+    scope: CommandScope, accounts: dict[str, Account], spec: JournalSpec
+) -> Journal:
+    """Post ``spec`` onto ``accounts`` (updated in place) and emit its events.
+
+    Raises a DomainError before anything is emitted if the journal is unbalanced, names an
+    unknown, inactive or wrong-currency account, or breaches a balance bound.
+    """
+    check_balanced(spec.legs)
+    journal_id = scope.ids.new_id()
+    entries: list[Entry] = []
+    touched: dict[str, Account] = {}
+    for index, leg in enumerate(spec.legs):
+        acc = touched.get(leg.account_id) or accounts.get(leg.account_id)
+        if acc is None:
+            raise AccountNotFound(f"account {leg.account_id} not found", field=f"legs.{index}")
+        acc.require_active()
+        acc.require_currency(leg.currency)
+        acc = acc.post(leg.direction, leg.amount)
+        touched[acc.id] = acc
+        entries.append(
+            Entry(
+                journal_id=journal_id, leg=index, tenant_id=scope.ctx.tenant_id,
+                account_id=acc.id, direction=leg.direction, amount=leg.amount,
+                currency=leg.currency, account_sequence=acc.entry_count,
+                balance_after=acc.posted, posted_at=scope.now,
+            )
+        )
+    for acc in touched.values():
+        acc.check_bound()
+    journal = Journal(
+        id=journal_id, tenant_id=scope.ctx.tenant_id, reference=spec.reference,
+        effective_date=spec.effective_date or scope.now.date(), description=spec.description,
+        metadata=spec.metadata, posted_at=scope.now,
+        reverses_journal_id=spec.reverses_journal_id, entries=tuple(entries),
+    )
+    codes = {acc.id: acc.code for acc in touched.values()}
+    scope.emit(
+        ev.JournalPosted(
+            journal_id=journal.id, reference=journal.reference,
+            effective_date=journal.effective_date, posted_at=journal.posted_at,
+            description=journal.description, reverses_journal_id=spec.reverses_journal_id,
+            legs=[
+                ev.LegView(
+                    account_id=e.account_id, account_code=codes[e.account_id],
+                    direction=e.direction.value, amount=money(e.amount, e.currency),
+                )
+                for e in entries
+            ],
+            balances=[balance_view(acc) for acc in touched.values()],
+        ),
+        journal.id,
+        1,
+    )
+    for acc in touched.values():
+        accounts[acc.id] = emit_balance(scope, acc, "journal", journal.id)
+    return journal
+
+
+def expired(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is not None and expires_at <= now

@@ -1,0 +1,17 @@
+"""Public test support: fakes for every port, deterministic clock and ids.
+
+Downstream teams use these in their own unit tests; FinFactory's tests use them too.
+"""
+
+from finfactory.adapters.memory import MemoryDatabase, MemoryStorage, MemoryUnitOfWork
+from finfactory.kernel.authz import AllowAll
+from finfactory.testing.clock import ManualClock, SequentialIds
+
+__all__ = [
+    "AllowAll",
+    "ManualClock",
+    "MemoryDatabase",
+    "MemoryStorage",
+    "MemoryUnitOfWork",
+    "SequentialIds",
+]
