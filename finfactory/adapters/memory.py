@@ -53,6 +53,9 @@ class MemoryUnitOfWork:
     def owns_transaction(self) -> bool:
         return self._owns
 
+    def flush(self) -> None:
+        """Writes apply at once in memory; nothing is buffered here."""
+
     def get(self, table: str, key: Any) -> Any:
         return self.db.table(table).get(key)
 

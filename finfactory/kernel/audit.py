@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import attrs
@@ -20,7 +20,7 @@ from finfactory.kernel.canonical import canonical_json, sha256_hex
 GENESIS_HASH = "0" * 64
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     REJECTED = "rejected"
     DENIED = "denied"

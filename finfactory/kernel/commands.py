@@ -157,6 +157,7 @@ class CommandRunner:
                     tx, ctx, spec, self.clock.now(), Outcome.DENIED, decision.reason,
                     resource_id, {},
                 )
+                tx.flush()
             raise PermissionDenied(decision.reason, permission=spec.permission)
 
         failure: Exception | None = None
@@ -169,6 +170,7 @@ class CommandRunner:
                 )
                 if stored is not None:
                     replayed = self._replay(tx, ctx, spec, now, stored, fingerprint, resource_id)
+                    tx.flush()
                     if isinstance(replayed, Exception):
                         failure = replayed
                     else:
@@ -187,17 +189,21 @@ class CommandRunner:
                         tx, ctx, spec, now, Outcome.REJECTED, f"{err.code}: {err.message}",
                         scope.resource_id, scope.summary,
                     )
+                    tx.flush()
                 else:
                     if idempotency_key is not None:
                         tx.kernel.complete_idempotency(
                             ctx.tenant_id, idempotency_key, True, result.model_dump(mode="json")
                         )
+                    # Events before the audit record: on PostgreSQL the outbox lock is then
+                    # always taken before the tenant's audit head (one lock order, no deadlock).
+                    if scope.events:
+                        tx.kernel.append_events(self._envelopes(scope))
                     self._audit(
                         tx, ctx, spec, now, Outcome.SUCCEEDED, decision.reason,
                         scope.resource_id, scope.summary,
                     )
-                    if scope.events:
-                        tx.kernel.append_events(self._envelopes(scope))
+                    tx.flush()
                     return result
         # Rejections, replays of rejections and conflicts are committed (audit record and
         # idempotency outcome) before they are raised.

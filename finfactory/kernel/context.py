@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from enum import Enum
+from enum import StrEnum
 
 import attrs
 
@@ -15,7 +15,7 @@ _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
-class ActorKind(str, Enum):
+class ActorKind(StrEnum):
     USER = "user"
     SERVICE = "service"
     AGENT = "agent"
@@ -70,7 +70,7 @@ class RequestContext:
             actor=actor,
             trace_id=match.group(1),
             parent_span_id=match.group(2),
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
 
     def traceparent(self, span_id: str | None = None) -> str:

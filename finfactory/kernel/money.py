@@ -46,7 +46,7 @@ def minor_exponent(cur: Currency) -> int:
 
 def parse_amount(value: object, *, field: str = "amount") -> Decimal:
     """A Decimal from a Decimal, int or numeric string; never from a float or bool."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise MoneyError("amounts must not be floats; pass a string or Decimal", field=field)
     if isinstance(value, Decimal):
         dec = value

@@ -84,6 +84,10 @@ class UnitOfWork(Protocol):
     @property
     def owns_transaction(self) -> bool: ...
 
+    def flush(self) -> None:
+        """Send writes the adapter buffered; called at the end of every command."""
+        ...
+
 
 class Storage(Protocol):
     def transaction(self) -> AbstractContextManager[UnitOfWork]:

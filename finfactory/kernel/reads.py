@@ -44,6 +44,7 @@ class ReadGuard:
         )
         if uow is not None:
             uow.kernel.append_audit(draft, seal)
+            uow.flush()
             return
         with self.storage.transaction() as tx:
             tx.kernel.append_audit(draft, seal)

@@ -8,13 +8,12 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, func, insert, select
 
+from finfactory.adapters.sqlalchemy.driver import DriverSession, read_json
 from finfactory.adapters.sqlalchemy.tables import (
     audit_heads,
     audit_log,
-    idempotency,
     outbox,
     tenant_config,
 )
@@ -28,83 +27,99 @@ from finfactory.kernel.ports import ConfigVersion, StoredOutcome
 # a reader's cursor can never pass a row that a slower transaction commits later.
 OUTBOX_LOCK_KEY = zlib.crc32(b"finfactory.outbox.position")
 
-_INSERT_EVENT = insert(outbox)
-_INSERT_AUDIT = insert(audit_log)
+
+
+_CLAIM = (
+    "INSERT INTO ff_idempotency (tenant_id, key, command, request_hash, succeeded, response,"
+    " created_at) VALUES (:tenant_id, :key, :command, :request_hash, NULL, NULL, :created_at)"
+    " ON CONFLICT (tenant_id, key) DO NOTHING RETURNING key"
+)
+_STORED = (
+    "SELECT command, request_hash, succeeded, response FROM ff_idempotency"
+    " WHERE tenant_id = :tenant_id AND key = :key"
+)
+_COMPLETE = (
+    "UPDATE ff_idempotency SET succeeded = :succeeded, response = :response"
+    " WHERE tenant_id = :tenant_id AND key = :key"
+)
+_BUMP_HEAD = (
+    "UPDATE ff_audit_heads SET last_sequence = last_sequence + 1 WHERE tenant_id = :tenant_id"
+    " RETURNING last_sequence, last_hash"
+)
+_NEW_HEAD = (
+    "INSERT INTO ff_audit_heads (tenant_id, last_sequence, last_hash)"
+    " VALUES (:tenant_id, 0, :genesis) ON CONFLICT (tenant_id) DO NOTHING"
+)
+_SET_HEAD = "UPDATE ff_audit_heads SET last_hash = :hash WHERE tenant_id = :tenant_id"
+_INSERT_AUDIT_SQL = (
+    "INSERT INTO ff_audit_log (tenant_id, sequence, id, occurred_at, actor_id, actor_kind,"
+    " action, resource_type, resource_id, outcome, reason, trace_id, summary, prev_hash, hash)"
+    " VALUES (:tenant_id, :sequence, :id, :occurred_at, :actor_id, :actor_kind, :action,"
+    " :resource_type, :resource_id, :outcome, :reason, :trace_id, :summary, :prev_hash, :hash)"
+)
+_INSERT_EVENT_SQL = (
+    "INSERT INTO ff_outbox (id, event_type, schema_version, tenant_id, source, aggregate_type,"
+    " aggregate_id, aggregate_sequence, payload, recorded_at, trace_id, correlation_id,"
+    " causation_id) VALUES (:id, :event_type, :schema_version, :tenant_id, :source,"
+    " :aggregate_type, :aggregate_id, :aggregate_sequence, :payload, :recorded_at, :trace_id,"
+    " :correlation_id, :causation_id)"
+)
+_OUTBOX_LOCK = "SELECT pg_advisory_xact_lock(:key)"
 
 
 class SqlKernelStore:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, driver: DriverSession) -> None:
         self._conn = conn
-        self._dialect = conn.dialect.name
+        self._drv = driver
         self._outbox_locked = False
+
+    def _core(self) -> Connection:
+        """The SQLAlchemy connection, after sending queued writes it may need to see."""
+        self._drv.flush()
+        return self._conn
 
     # -- idempotency --------------------------------------------------------------------
     def claim_idempotency(
         self, tenant_id: str, key: str, command: str, request_hash: str, now: datetime
     ) -> StoredOutcome | None:
-        ins = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        stmt = (
-            ins(idempotency)
-            .values(
-                tenant_id=tenant_id, key=key, command=command, request_hash=request_hash,
-                succeeded=None, response=None, created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-            .returning(idempotency.c.key)
-        )
-        if self._conn.execute(stmt).first() is not None:
+        params = {"tenant_id": tenant_id, "key": key, "command": command,
+                  "request_hash": request_hash, "created_at": self._drv.ts(now)}
+        if self._drv.query(_CLAIM, params):
             return None
-        row = self._conn.execute(
-            select(
-                idempotency.c.command, idempotency.c.request_hash,
-                idempotency.c.succeeded, idempotency.c.response,
-            ).where(idempotency.c.tenant_id == tenant_id, idempotency.c.key == key)
-        ).one()
-        if row.succeeded is None:
+        rows = self._drv.query(_STORED, {"tenant_id": tenant_id, "key": key})
+        command_, request_hash_, succeeded, response = rows[0]
+        if succeeded is None:
             raise IdempotencyConflict(
                 "idempotency key is in use by this same transaction", key=key
             )
-        return StoredOutcome(row.command, row.request_hash, bool(row.succeeded), row.response)
+        return StoredOutcome(command_, request_hash_, bool(succeeded), read_json(response))
 
     def complete_idempotency(
         self, tenant_id: str, key: str, succeeded: bool, response: dict[str, Any]
     ) -> None:
-        self._conn.execute(
-            update(idempotency)
-            .where(idempotency.c.tenant_id == tenant_id, idempotency.c.key == key)
-            .values(succeeded=succeeded, response=response)
-        )
+        self._drv.queue(_COMPLETE, [{"tenant_id": tenant_id, "key": key,
+                                     "succeeded": self._drv.flag(succeeded),
+                                     "response": self._drv.json(response)}])
 
     # -- audit ----------------------------------------------------------------------------
     def append_audit(
         self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]
     ) -> AuditRecord:
-        bump = (
-            update(audit_heads)
-            .where(audit_heads.c.tenant_id == draft.tenant_id)
-            .values(last_sequence=audit_heads.c.last_sequence + 1)
-            .returning(audit_heads.c.last_sequence, audit_heads.c.last_hash)
-        )
-        head = self._conn.execute(bump).first()
-        if head is None:
-            ins = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-            self._conn.execute(
-                ins(audit_heads)
-                .values(tenant_id=draft.tenant_id, last_sequence=0, last_hash=GENESIS_HASH)
-                .on_conflict_do_nothing(index_elements=["tenant_id"])
-            )
-            head = self._conn.execute(bump).one()
-        record = sealer(draft, int(head.last_sequence), str(head.last_hash))
-        self._conn.execute(
-            update(audit_heads)
-            .where(audit_heads.c.tenant_id == draft.tenant_id)
-            .values(last_hash=record.hash)
-        )
-        self._conn.execute(_INSERT_AUDIT, [_audit_row(record)])
+        tenant = {"tenant_id": draft.tenant_id}
+        head = self._drv.query(_BUMP_HEAD, tenant)
+        if not head:
+            self._drv.queue(_NEW_HEAD, [{"tenant_id": draft.tenant_id, "genesis": GENESIS_HASH}])
+            head = self._drv.query(_BUMP_HEAD, tenant)
+        sequence, prev_hash = head[0]
+        record = sealer(draft, int(sequence), str(prev_hash))
+        self._drv.queue(_SET_HEAD, [{"tenant_id": draft.tenant_id, "hash": record.hash}])
+        row = _audit_row(record)
+        row["occurred_at"] = self._drv.ts(record.occurred_at)
+        self._drv.queue(_INSERT_AUDIT_SQL, [row])
         return record
 
     def audit_records(self, tenant_id: str) -> Iterator[AuditRecord]:
-        rows = self._conn.execute(
+        rows = self._core().execute(
             select(audit_log).where(audit_log.c.tenant_id == tenant_id)
             .order_by(audit_log.c.sequence)
         )
@@ -119,7 +134,7 @@ class SqlKernelStore:
             )
 
     def audit_head(self, tenant_id: str) -> tuple[int, str] | None:
-        row = self._conn.execute(
+        row = self._core().execute(
             select(audit_heads.c.last_sequence, audit_heads.c.last_hash)
             .where(audit_heads.c.tenant_id == tenant_id)
         ).first()
@@ -129,12 +144,17 @@ class SqlKernelStore:
     def append_events(self, events: Sequence[EventEnvelope]) -> None:
         if not events:
             return
-        if self._dialect == "postgresql" and not self._outbox_locked:
-            self._conn.execute(
-                text("SELECT pg_advisory_xact_lock(:k)"), {"k": OUTBOX_LOCK_KEY}
-            )
+        if self._drv.postgres and not self._outbox_locked:
+            self._drv.queue(_OUTBOX_LOCK, [{"key": OUTBOX_LOCK_KEY}])
             self._outbox_locked = True
-        self._conn.execute(_INSERT_EVENT, [_event_row(e) for e in events])
+        drv = self._drv
+        rows = []
+        for e in events:
+            row = _event_row(e)
+            row["payload"] = drv.json(e.payload)
+            row["recorded_at"] = drv.ts(e.recorded_at)
+            rows.append(row)
+        drv.queue(_INSERT_EVENT_SQL, rows)
 
     def read_events(
         self, after_position: int, limit: int, tenant_id: str | None = None
@@ -142,17 +162,17 @@ class SqlKernelStore:
         cond = outbox.c.position > after_position
         if tenant_id is not None:
             cond = and_(cond, outbox.c.tenant_id == tenant_id)
-        rows = self._conn.execute(
+        rows = self._core().execute(
             select(outbox).where(cond).order_by(outbox.c.position).limit(limit)
         )
         return [_envelope(row._mapping) for row in rows]
 
     def outbox_count(self) -> int:
-        return int(self._conn.execute(select(func.count()).select_from(outbox)).scalar_one())
+        return int(self._core().execute(select(func.count()).select_from(outbox)).scalar_one())
 
     # -- tenant configuration ---------------------------------------------------------------
     def config_latest(self, tenant_id: str, section: str) -> ConfigVersion | None:
-        row = self._conn.execute(
+        row = self._core().execute(
             select(tenant_config)
             .where(tenant_config.c.tenant_id == tenant_id, tenant_config.c.section == section)
             .order_by(tenant_config.c.version.desc())
@@ -161,7 +181,7 @@ class SqlKernelStore:
         return None if row is None else _config(row._mapping)
 
     def config_history(self, tenant_id: str, section: str) -> list[ConfigVersion]:
-        rows = self._conn.execute(
+        rows = self._core().execute(
             select(tenant_config)
             .where(tenant_config.c.tenant_id == tenant_id, tenant_config.c.section == section)
             .order_by(tenant_config.c.version)
@@ -169,7 +189,7 @@ class SqlKernelStore:
         return [_config(r._mapping) for r in rows]
 
     def config_append(self, tenant_id: str, entry: ConfigVersion) -> None:
-        self._conn.execute(
+        self._core().execute(
             insert(tenant_config).values(
                 tenant_id=tenant_id, section=entry.section, version=entry.version,
                 values=entry.values, changed_by=entry.changed_by,

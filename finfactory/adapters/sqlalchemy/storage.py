@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+from finfactory.adapters.sqlalchemy.driver import DriverSession
 from finfactory.adapters.sqlalchemy.kernel_store import SqlKernelStore
 from finfactory.kernel.errors import ConcurrencyError, IntegrityViolation, StorageError
 
@@ -26,8 +27,13 @@ class SqlUnitOfWork:
     def __init__(self, conn: Connection, *, owns_transaction: bool) -> None:
         self.connection = conn
         self.dialect = conn.dialect.name
+        self.driver = DriverSession(conn)
         self._owns = owns_transaction
-        self._kernel = SqlKernelStore(conn)
+        self._kernel = SqlKernelStore(conn, self.driver)
+
+    def flush(self) -> None:
+        """Send queued writes; the runner calls this at the end of every command."""
+        self.driver.flush()
 
     @property
     def kernel(self) -> SqlKernelStore:
@@ -93,7 +99,9 @@ class SqlStorage:
             with self.engine.connect() as conn:
                 conn.info[_IMMEDIATE] = True
                 with conn.begin():
-                    yield SqlUnitOfWork(conn, owns_transaction=True)
+                    uow = SqlUnitOfWork(conn, owns_transaction=True)
+                    yield uow
+                    uow.flush()
         except sa_exc.DBAPIError as err:
             raise translate_db_error(err) from err
 
@@ -118,6 +126,8 @@ class SqlStorage:
             else conn_or_session
         )
         try:
-            yield SqlUnitOfWork(conn, owns_transaction=False)
+            uow = SqlUnitOfWork(conn, owns_transaction=False)
+            yield uow
+            uow.flush()
         except sa_exc.DBAPIError as err:
             raise translate_db_error(err) from err

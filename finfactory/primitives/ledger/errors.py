@@ -61,3 +61,11 @@ class AlreadyReversed(DomainError):
 
 class TooManyLegs(DomainError):
     code = "ledger.too_many_legs"
+
+
+class CurrencyNotAllowed(DomainError):
+    code = "ledger.currency_not_allowed"
+
+
+class BatchTooLarge(DomainError):
+    code = "ledger.batch_too_large"

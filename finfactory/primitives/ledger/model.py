@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import attrs
@@ -15,7 +15,7 @@ from finfactory.primitives.ledger.errors import (
 )
 
 
-class AccountType(str, Enum):
+class AccountType(StrEnum):
     ASSET = "asset"
     LIABILITY = "liability"
     EQUITY = "equity"
@@ -27,19 +27,19 @@ class AccountType(str, Enum):
         return self in (AccountType.ASSET, AccountType.EXPENSE)
 
 
-class BalanceBound(str, Enum):
+class BalanceBound(StrEnum):
     NONE = "none"
     DEBITS_NOT_OVER_CREDITS = "debits_must_not_exceed_credits"
     CREDITS_NOT_OVER_DEBITS = "credits_must_not_exceed_debits"
 
 
-class AccountStatus(str, Enum):
+class AccountStatus(StrEnum):
     ACTIVE = "active"
     FROZEN = "frozen"
     CLOSED = "closed"
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     DEBIT = "debit"
     CREDIT = "credit"
 
@@ -48,7 +48,7 @@ class Direction(str, Enum):
         return Direction.CREDIT if self is Direction.DEBIT else Direction.DEBIT
 
 
-class HoldStatus(str, Enum):
+class HoldStatus(StrEnum):
     PENDING = "pending"
     CAPTURED = "captured"
     VOIDED = "voided"

@@ -4,7 +4,7 @@ written with its outbox events in one transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import attrs
@@ -13,9 +13,10 @@ from pydantic import BaseModel
 from finfactory.kernel.authz import AuthorizationPolicy
 from finfactory.kernel.clock import Clock, IdGenerator
 from finfactory.kernel.commands import CommandRunner, CommandScope, CommandSpec
+from finfactory.kernel.config import load_settings
 from finfactory.kernel.context import RequestContext
 from finfactory.kernel.money import currency as check_currency
-from finfactory.kernel.money import from_minor, to_minor
+from finfactory.kernel.money import Money, from_minor, to_minor
 from finfactory.kernel.ports import Storage, UnitOfWork
 from finfactory.kernel.reads import ReadGuard
 from finfactory.primitives.ledger import commands as cmd
@@ -24,7 +25,9 @@ from finfactory.primitives.ledger.errors import (
     AccountNotEmpty,
     AccountNotFound,
     AlreadyReversed,
+    BatchTooLarge,
     CaptureExceedsHold,
+    CurrencyNotAllowed,
     DuplicateAccountCode,
     DuplicateReference,
     HoldNotFound,
@@ -48,6 +51,7 @@ from finfactory.primitives.ledger.posting import (
     expired,
     money,
 )
+from finfactory.primitives.ledger.settings import LedgerSettings
 from finfactory.primitives.ledger.stores import default_store_factory
 from finfactory.primitives.ledger.views import account_view, hold_view, journal_view
 
@@ -104,6 +108,11 @@ class LedgerService:
     ) -> cmd.AccountView:
         def handle(scope: CommandScope) -> cmd.AccountView:
             store = self.store_factory(scope.uow)
+            allowed = load_settings(scope.uow, ctx.tenant_id, LedgerSettings).allowed_currencies
+            if allowed and command.currency not in allowed:
+                raise CurrencyNotAllowed(
+                    f"tenant does not allow {command.currency} accounts", field="currency"
+                )
             if store.account_id_for_code(ctx.tenant_id, command.code) is not None:
                 raise DuplicateAccountCode(f"account code {command.code} exists", field="code")
             acc = Account(
@@ -184,6 +193,10 @@ class LedgerService:
         specs = [_journal_spec(j) for j in command.journals]
 
         def handle(scope: CommandScope) -> cmd.BatchView:
+            limit = load_settings(scope.uow, ctx.tenant_id, LedgerSettings).max_batch_size
+            if len(specs) > limit:
+                raise BatchTooLarge(f"batch of {len(specs)} exceeds the tenant limit {limit}",
+                                    field="journals")
             return cmd.BatchView(journals=[journal_view(j) for j in self._post(scope, specs)])
 
         return self._runner.run(ctx, BATCH, command, handle,
@@ -266,11 +279,15 @@ class LedgerService:
             for acc in (debit, credit):
                 acc.require_active()
                 acc.require_currency(currency)
+            expires_at = command.expires_at
+            ttl = load_settings(scope.uow, ctx.tenant_id, LedgerSettings).default_hold_ttl_seconds
+            if expires_at is None and ttl is not None:
+                expires_at = scope.now + timedelta(seconds=ttl)
             hold = Hold(
                 id=scope.ids.new_id(), tenant_id=ctx.tenant_id, reference=command.reference,
                 debit_account_id=debit.id, credit_account_id=credit.id, amount=amount,
                 currency=currency, status=HoldStatus.PENDING, captured_amount=0,
-                expires_at=command.expires_at, created_at=scope.now, released_at=None,
+                expires_at=expires_at, created_at=scope.now, released_at=None,
                 capture_journal_id=None, metadata=dict(command.metadata),
             )
             scope.resource_id = hold.id
@@ -482,7 +499,7 @@ class LedgerService:
     def posted_balance_as_of(
         self, ctx: RequestContext, account_id: str, at: datetime, *,
         uow: UnitOfWork | None = None,
-    ) -> cmd.MoneyAmount:
+    ) -> Money:
         """The posted balance as it stood at ``at`` (by posting time)."""
         with self._reads.view(ctx, uow) as tx:
             store = self.store_factory(tx)

@@ -7,8 +7,9 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, select
 
+from finfactory.adapters.sqlalchemy.driver import DriverSession, read_json, read_ts
 from finfactory.primitives.ledger.model import (
     Account,
     AccountStatus,
@@ -22,30 +23,11 @@ from finfactory.primitives.ledger.model import (
 )
 from finfactory.primitives.ledger.tables import accounts, entries, holds, journals
 
-_SAVE_ACCOUNT = (
-    update(accounts)
-    .where(accounts.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"), debits_posted=bindparam("b_dp"),
-        credits_posted=bindparam("b_cp"), debits_held=bindparam("b_dh"),
-        credits_held=bindparam("b_ch"), version=bindparam("b_version"),
-        entry_count=bindparam("b_count"),
-    )
-)
-_SAVE_HOLD = (
-    update(holds)
-    .where(holds.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"), captured_amount=bindparam("b_captured"),
-        released_at=bindparam("b_released"), capture_journal_id=bindparam("b_journal"),
-        version=bindparam("b_version"),
-    )
-)
-
 
 class SqlLedgerStore:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, driver: DriverSession) -> None:
         self._conn = conn
+        self._drv = driver
         self._lock = conn.dialect.name == "postgresql"
         self._new_accounts: list[dict[str, Any]] = []
         self._saved_accounts: dict[str, Account] = {}
@@ -55,30 +37,35 @@ class SqlLedgerStore:
         self._saved_holds: dict[str, Hold] = {}
 
     # -- reads ----------------------------------------------------------------------------
+    def _core(self) -> Connection:
+        self._drv.flush()
+        return self._conn
+
     def lock_accounts(self, tenant_id: str, account_ids: Collection[str]) -> dict[str, Account]:
-        stmt = (
-            select(accounts)
-            .where(accounts.c.tenant_id == tenant_id, accounts.c.id.in_(sorted(account_ids)))
-            .order_by(accounts.c.id)
-        )
+        ids = sorted(account_ids)
+        marks = ", ".join(f":a{i}" for i in range(len(ids)))
+        params: dict[str, Any] = {f"a{i}": aid for i, aid in enumerate(ids)}
+        params["tenant_id"] = tenant_id
+        sql = (f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE tenant_id = :tenant_id"
+               f" AND id IN ({marks}) ORDER BY id")
         if self._lock:
-            stmt = stmt.with_for_update()
-        return {row.id: _account(row._mapping) for row in self._conn.execute(stmt)}
+            sql += " FOR UPDATE"
+        return {row[0]: _account_from_tuple(row) for row in self._drv.query(sql, params)}
 
     def get_account(self, tenant_id: str, account_id: str) -> Account | None:
-        row = self._conn.execute(
+        row = self._core().execute(
             select(accounts).where(accounts.c.tenant_id == tenant_id, accounts.c.id == account_id)
         ).first()
         return None if row is None else _account(row._mapping)
 
     def account_id_for_code(self, tenant_id: str, code: str) -> str | None:
-        return self._conn.execute(
+        return self._core().execute(
             select(accounts.c.id).where(accounts.c.tenant_id == tenant_id,
                                         accounts.c.code == code)
         ).scalar_one_or_none()
 
     def list_accounts(self, tenant_id: str, after_code: str, limit: int) -> list[Account]:
-        rows = self._conn.execute(
+        rows = self._core().execute(
             select(accounts)
             .where(accounts.c.tenant_id == tenant_id, accounts.c.code > after_code)
             .order_by(accounts.c.code)
@@ -87,20 +74,22 @@ class SqlLedgerStore:
         return [_account(r._mapping) for r in rows]
 
     def existing_references(self, tenant_id: str, references: Collection[str]) -> set[str]:
-        rows = self._conn.execute(
-            select(journals.c.reference).where(
-                journals.c.tenant_id == tenant_id, journals.c.reference.in_(list(references))
-            )
-        )
+        refs = list(references)
+        marks = ", ".join(f":r{i}" for i in range(len(refs)))
+        params: dict[str, Any] = {f"r{i}": r for i, r in enumerate(refs)}
+        params["tenant_id"] = tenant_id
+        rows = self._drv.query(
+            "SELECT reference FROM ledger_journals WHERE tenant_id = :tenant_id"
+            f" AND reference IN ({marks})", params)
         return {r[0] for r in rows}
 
     def get_journal(self, tenant_id: str, journal_id: str) -> Journal | None:
-        row = self._conn.execute(
+        row = self._core().execute(
             select(journals).where(journals.c.tenant_id == tenant_id, journals.c.id == journal_id)
         ).first()
         if row is None:
             return None
-        legs = self._conn.execute(
+        legs = self._core().execute(
             select(entries).where(entries.c.journal_id == journal_id).order_by(entries.c.leg)
         )
         m = row._mapping
@@ -113,7 +102,7 @@ class SqlLedgerStore:
         )
 
     def reversal_of(self, tenant_id: str, journal_id: str) -> str | None:
-        return self._conn.execute(
+        return self._core().execute(
             select(journals.c.id).where(journals.c.tenant_id == tenant_id,
                                         journals.c.reverses_journal_id == journal_id)
         ).scalar_one_or_none()
@@ -122,23 +111,23 @@ class SqlLedgerStore:
         stmt = select(holds).where(holds.c.tenant_id == tenant_id, holds.c.id == hold_id)
         if self._lock:
             stmt = stmt.with_for_update()
-        row = self._conn.execute(stmt).first()
+        row = self._core().execute(stmt).first()
         return None if row is None else _hold(row._mapping)
 
     def get_hold(self, tenant_id: str, hold_id: str) -> Hold | None:
-        row = self._conn.execute(
+        row = self._core().execute(
             select(holds).where(holds.c.tenant_id == tenant_id, holds.c.id == hold_id)
         ).first()
         return None if row is None else _hold(row._mapping)
 
     def hold_reference_taken(self, tenant_id: str, reference: str) -> bool:
-        return self._conn.execute(
+        return self._core().execute(
             select(holds.c.id).where(holds.c.tenant_id == tenant_id,
                                      holds.c.reference == reference)
         ).first() is not None
 
     def expired_hold_ids(self, tenant_id: str, now: datetime, limit: int) -> list[str]:
-        rows = self._conn.execute(
+        rows = self._core().execute(
             select(holds.c.id)
             .where(holds.c.tenant_id == tenant_id, holds.c.status == HoldStatus.PENDING.value,
                    holds.c.expires_at.is_not(None), holds.c.expires_at <= now)
@@ -150,7 +139,7 @@ class SqlLedgerStore:
     def entries(
         self, tenant_id: str, account_id: str, after_sequence: int, limit: int
     ) -> list[Entry]:
-        rows = self._conn.execute(
+        rows = self._core().execute(
             select(entries)
             .where(entries.c.tenant_id == tenant_id, entries.c.account_id == account_id,
                    entries.c.account_sequence > after_sequence)
@@ -160,7 +149,7 @@ class SqlLedgerStore:
         return [_entry(r._mapping) for r in rows]
 
     def posted_as_of(self, tenant_id: str, account_id: str, at: datetime) -> int:
-        value = self._conn.execute(
+        value = self._core().execute(
             select(entries.c.balance_after)
             .where(and_(entries.c.tenant_id == tenant_id, entries.c.account_id == account_id,
                         entries.c.posted_at <= at))
@@ -201,31 +190,94 @@ class SqlLedgerStore:
         self._saved_holds[hold.id] = hold
 
     def flush(self) -> None:
-        conn = self._conn
+        """Queue every buffered write on the driver session, parents before children."""
+        drv = self._drv
         if self._new_accounts:
-            conn.execute(insert(accounts), self._new_accounts)
+            for row in self._new_accounts:
+                row["metadata"] = drv.json(row["metadata"])
+                row["created_at"] = drv.ts(row["created_at"])
+            drv.queue(_INSERT_ACCOUNT, self._new_accounts)
         if self._new_journals:
-            conn.execute(insert(journals), self._new_journals)
-            conn.execute(insert(entries), self._new_entries)
+            for row in self._new_journals:
+                row["metadata"] = drv.json(row["metadata"])
+                row["posted_at"] = drv.ts(row["posted_at"])
+                row["effective_date"] = drv.day(row["effective_date"])
+            drv.queue(_INSERT_JOURNAL, self._new_journals)
+            for row in self._new_entries:
+                row["posted_at"] = drv.ts(row["posted_at"])
+            drv.queue(_INSERT_ENTRY, self._new_entries)
         if self._new_holds:
-            conn.execute(insert(holds), self._new_holds)
+            for row in self._new_holds:
+                row["metadata"] = drv.json(row["metadata"])
+                for col in ("expires_at", "created_at", "released_at"):
+                    row[col] = drv.ts(row[col])
+            drv.queue(_INSERT_HOLD, self._new_holds)
         if self._saved_accounts:
-            conn.execute(_SAVE_ACCOUNT, [
-                {"b_id": a.id, "b_status": a.status.value, "b_dp": a.debits_posted,
-                 "b_cp": a.credits_posted, "b_dh": a.debits_held, "b_ch": a.credits_held,
-                 "b_version": a.version, "b_count": a.entry_count}
+            drv.queue(_SAVE_ACCOUNT, [
+                {"id": a.id, "status": a.status.value, "dp": a.debits_posted,
+                 "cp": a.credits_posted, "dh": a.debits_held, "ch": a.credits_held,
+                 "version": a.version, "entry_count": a.entry_count}
                 for a in self._saved_accounts.values()
             ])
         if self._saved_holds:
-            conn.execute(_SAVE_HOLD, [
-                {"b_id": h.id, "b_status": h.status.value, "b_captured": h.captured_amount,
-                 "b_released": h.released_at, "b_journal": h.capture_journal_id,
-                 "b_version": h.version}
+            drv.queue(_SAVE_HOLD, [
+                {"id": h.id, "status": h.status.value, "captured": h.captured_amount,
+                 "released_at": drv.ts(h.released_at), "journal": h.capture_journal_id,
+                 "version": h.version}
                 for h in self._saved_holds.values()
             ])
         self._new_accounts, self._new_journals, self._new_entries = [], [], []
         self._new_holds = []
         self._saved_accounts, self._saved_holds = {}, {}
+
+
+def _insert_sql(table: str, columns: str) -> str:
+    names = [c.strip() for c in columns.split(",")]
+    return (f"INSERT INTO {table} ({', '.join(names)}) VALUES "
+            f"({', '.join(':' + n for n in names)})")
+
+
+_ACCOUNT_COLUMNS = (
+    "id, tenant_id, code, currency, type, balance_bound, status, metadata, created_at,"
+    " debits_posted, credits_posted, debits_held, credits_held, version, entry_count"
+)
+_INSERT_ACCOUNT = _insert_sql("ledger_accounts", _ACCOUNT_COLUMNS)
+_INSERT_JOURNAL = _insert_sql(
+    "ledger_journals",
+    "id, tenant_id, reference, effective_date, description, metadata, posted_at,"
+    " reverses_journal_id",
+)
+_INSERT_ENTRY = _insert_sql(
+    "ledger_entries",
+    "journal_id, leg, tenant_id, account_id, direction, amount, currency, account_sequence,"
+    " balance_after, posted_at",
+)
+_INSERT_HOLD = _insert_sql(
+    "ledger_holds",
+    "id, tenant_id, reference, debit_account_id, credit_account_id, amount, currency, status,"
+    " captured_amount, expires_at, created_at, released_at, capture_journal_id, metadata,"
+    " version",
+)
+_SAVE_ACCOUNT = (
+    "UPDATE ledger_accounts SET status = :status, debits_posted = :dp, credits_posted = :cp,"
+    " debits_held = :dh, credits_held = :ch, version = :version, entry_count = :entry_count"
+    " WHERE id = :id"
+)
+_SAVE_HOLD = (
+    "UPDATE ledger_holds SET status = :status, captured_amount = :captured,"
+    " released_at = :released_at, capture_journal_id = :journal, version = :version"
+    " WHERE id = :id"
+)
+
+
+def _account_from_tuple(r: tuple[Any, ...]) -> Account:
+    return Account(
+        id=r[0], tenant_id=r[1], code=r[2], currency=r[3], type=AccountType(r[4]),
+        bound=BalanceBound(r[5]), status=AccountStatus(r[6]), metadata=read_json(r[7]),
+        created_at=read_ts(r[8]), debits_posted=int(r[9]), credits_posted=int(r[10]),
+        debits_held=int(r[11]), credits_held=int(r[12]), version=int(r[13]),
+        entry_count=int(r[14]),
+    )
 
 
 def _account_row(a: Account) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """kernel and ledger tables
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 """
 
 from __future__ import annotations
