@@ -15,8 +15,8 @@ from finfactory.kernel.clock import Clock, IdGenerator
 from finfactory.kernel.commands import CommandRunner, CommandScope, CommandSpec
 from finfactory.kernel.config import load_settings
 from finfactory.kernel.context import RequestContext
-from finfactory.kernel.money import currency as check_currency
 from finfactory.kernel.money import Money, from_minor, to_minor
+from finfactory.kernel.money import currency as check_currency
 from finfactory.kernel.ports import Storage, UnitOfWork
 from finfactory.kernel.reads import ReadGuard
 from finfactory.primitives.ledger import commands as cmd
