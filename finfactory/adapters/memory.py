@@ -7,6 +7,7 @@ adapters, so a downstream team's unit tests see the behaviour production will ha
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -128,21 +129,25 @@ class MemoryKernelStore:
     ) -> StoredOutcome | None:
         row = self._uow.get("ff_idempotency", (tenant_id, key))
         if row is None:
-            self._uow.put("ff_idempotency", (tenant_id, key),
-                          _IdemRow(command, request_hash, None, None))
+            self._uow.put(
+                "ff_idempotency", (tenant_id, key), _IdemRow(command, request_hash, None, None)
+            )
             return None
         if row.succeeded is None:
-            raise IdempotencyConflict("idempotency key is in use by this same transaction",
-                                      key=key)
-        return StoredOutcome(row.command, row.request_hash, row.succeeded,
-                             copy.deepcopy(row.response))
+            raise IdempotencyConflict("idempotency key is in use by this same transaction", key=key)
+        return StoredOutcome(
+            row.command, row.request_hash, row.succeeded, copy.deepcopy(row.response)
+        )
 
     def complete_idempotency(
-        self, tenant_id: str, key: str, succeeded: bool, response: dict[str, Any]
+        self, tenant_id: str, key: str, succeeded: bool, response_json: str
     ) -> None:
         row = self._uow.get("ff_idempotency", (tenant_id, key))
-        self._uow.put("ff_idempotency", (tenant_id, key),
-                      attrs.evolve(row, succeeded=succeeded, response=copy.deepcopy(response)))
+        self._uow.put(
+            "ff_idempotency",
+            (tenant_id, key),
+            attrs.evolve(row, succeeded=succeeded, response=json.loads(response_json)),
+        )
 
     def append_audit(
         self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]
@@ -164,8 +169,12 @@ class MemoryKernelStore:
     def append_events(self, events: Sequence[EventEnvelope]) -> None:
         taken = self._uow.db.table("ff_outbox_aggregate_seq")
         for event in events:
-            key = (event.tenant_id, event.aggregate_type, event.aggregate_id,
-                   event.aggregate_sequence)
+            key = (
+                event.tenant_id,
+                event.aggregate_type,
+                event.aggregate_id,
+                event.aggregate_sequence,
+            )
             if key in taken:
                 raise IntegrityViolation("aggregate sequence already used", key=str(key))
             self._uow.put("ff_outbox_aggregate_seq", key, True)

@@ -12,9 +12,14 @@ from finfactory.events.registry import EventPayload
 
 @attrs.frozen
 class PendingEvent:
-    """An event a command produced; the kernel wraps it in an envelope when it is written."""
+    """An event a command produced; the kernel wraps it in an envelope when it is written.
 
-    payload: EventPayload
+    ``payload`` is the JSON form of ``payload_type``; it is validated against that model
+    before it reaches the outbox.
+    """
+
+    payload_type: type[EventPayload]
+    payload: dict[str, Any]
     aggregate_id: str
     aggregate_sequence: int
 

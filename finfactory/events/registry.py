@@ -95,9 +95,11 @@ def declare_event(
     return wrap
 
 
-def event_type_of(payload: EventPayload, registry: EventRegistry | None = None) -> EventType:
+def event_type_of(
+    payload_type: type[EventPayload], registry: EventRegistry | None = None
+) -> EventType:
     try:
-        name, version = type(payload).__event_type__  # type: ignore[attr-defined]
+        name, version = payload_type.__event_type__  # type: ignore[attr-defined]
     except AttributeError:
-        raise EventDeclarationError(f"{type(payload).__name__} is not a declared event") from None
+        raise EventDeclarationError(f"{payload_type.__name__} is not a declared event") from None
     return (registry or REGISTRY).get(name, version)

@@ -115,9 +115,7 @@ class ChainVerification:
     problem: str | None = None
 
 
-def verify_chain(
-    records: Iterable[AuditRecord], head: tuple[int, str] | None
-) -> ChainVerification:
+def verify_chain(records: Iterable[AuditRecord], head: tuple[int, str] | None) -> ChainVerification:
     """Check one tenant's records, given in storage order, against the stored head."""
     expected_seq = 1
     prev = GENESIS_HASH

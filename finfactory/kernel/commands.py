@@ -46,8 +46,15 @@ class CommandScope:
     summary: dict[str, Any] = attrs.field(factory=dict)
     events: list[PendingEvent] = attrs.field(factory=list)
 
-    def emit(self, payload: EventPayload, aggregate_id: str, sequence: int) -> None:
-        self.events.append(PendingEvent(payload, aggregate_id, sequence))
+    def emit(
+        self,
+        payload_type: type[EventPayload],
+        payload: dict[str, Any],
+        aggregate_id: str,
+        sequence: int,
+    ) -> None:
+        """Record an event; ``payload`` is JSON-ready data checked against ``payload_type``."""
+        self.events.append(PendingEvent(payload_type, payload, aggregate_id, sequence))
 
 
 @attrs.frozen
@@ -59,7 +66,8 @@ class CommandSpec(Generic[R]):
 
 
 def request_fingerprint(action: str, request: BaseModel) -> str:
-    return sha256_hex(action + "\n" + canonical_json(request.model_dump(mode="json")))
+    """Hash of the action and the request's JSON (field order is fixed by the model)."""
+    return sha256_hex(action + "\n" + request.model_dump_json())
 
 
 def _check_key(key: str | None) -> None:
@@ -118,13 +126,15 @@ class CommandRunner:
         ctx = scope.ctx
         out = []
         for pending in scope.events:
-            etype = event_type_of(pending.payload)
+            etype = event_type_of(pending.payload_type)
+            # Validation only: the payload must match its declared schema exactly.
+            etype.payload_model.__pydantic_validator__.validate_python(pending.payload)
             out.append(
                 EventEnvelope(
                     id=self.ids.new_id(),
                     event_type=etype.name,
                     schema_version=etype.version,
-                    payload=pending.payload.model_dump(mode="json"),
+                    payload=pending.payload,
                     recorded_at=scope.now,
                     trace_id=ctx.trace_id,
                     tenant_id=ctx.tenant_id,
@@ -154,8 +164,14 @@ class CommandRunner:
         if not decision.allowed:
             with self._transaction(uow) as tx:
                 self._audit(
-                    tx, ctx, spec, self.clock.now(), Outcome.DENIED, decision.reason,
-                    resource_id, {},
+                    tx,
+                    ctx,
+                    spec,
+                    self.clock.now(),
+                    Outcome.DENIED,
+                    decision.reason,
+                    resource_id,
+                    {},
                 )
                 tx.flush()
             raise PermissionDenied(decision.reason, permission=spec.permission)
@@ -183,25 +199,37 @@ class CommandRunner:
                     failure = err
                     if idempotency_key is not None:
                         tx.kernel.complete_idempotency(
-                            ctx.tenant_id, idempotency_key, False, err.to_dict()
+                            ctx.tenant_id, idempotency_key, False, canonical_json(err.to_dict())
                         )
                     self._audit(
-                        tx, ctx, spec, now, Outcome.REJECTED, f"{err.code}: {err.message}",
-                        scope.resource_id, scope.summary,
+                        tx,
+                        ctx,
+                        spec,
+                        now,
+                        Outcome.REJECTED,
+                        f"{err.code}: {err.message}",
+                        scope.resource_id,
+                        scope.summary,
                     )
                     tx.flush()
                 else:
                     if idempotency_key is not None:
                         tx.kernel.complete_idempotency(
-                            ctx.tenant_id, idempotency_key, True, result.model_dump(mode="json")
+                            ctx.tenant_id, idempotency_key, True, result.model_dump_json()
                         )
                     # Events before the audit record: on PostgreSQL the outbox lock is then
                     # always taken before the tenant's audit head (one lock order, no deadlock).
                     if scope.events:
                         tx.kernel.append_events(self._envelopes(scope))
                     self._audit(
-                        tx, ctx, spec, now, Outcome.SUCCEEDED, decision.reason,
-                        scope.resource_id, scope.summary,
+                        tx,
+                        ctx,
+                        spec,
+                        now,
+                        Outcome.SUCCEEDED,
+                        decision.reason,
+                        scope.resource_id,
+                        scope.summary,
                     )
                     tx.flush()
                     return result

@@ -57,8 +57,14 @@ def load_settings(uow: UnitOfWork, tenant_id: str, settings_type: type[S]) -> S:
 
 
 def _change(v: ConfigVersion) -> ConfigChange:
-    return ConfigChange(section=v.section, version=v.version, values=v.values,
-                        changed_by=v.changed_by, changed_at=v.changed_at, reason=v.reason)
+    return ConfigChange(
+        section=v.section,
+        version=v.version,
+        values=v.values,
+        changed_by=v.changed_by,
+        changed_at=v.changed_at,
+        reason=v.reason,
+    )
 
 
 UPDATE = CommandSpec("config.update", "config.write", "tenant_config", ConfigChange)
@@ -77,23 +83,33 @@ class TenantConfigService:
         self._runner = CommandRunner(self.storage, self.policy, self.clock, self.ids, "config")
         self._reads = ReadGuard(self.storage, self.policy, self.clock, self.ids, "config.read")
 
-    def get(self, ctx: RequestContext, settings_type: type[S], *,
-            uow: UnitOfWork | None = None) -> S:
+    def get(
+        self, ctx: RequestContext, settings_type: type[S], *, uow: UnitOfWork | None = None
+    ) -> S:
         with self._reads.view(ctx, uow) as tx:
             return load_settings(tx, ctx.tenant_id, settings_type)
 
-    def history(self, ctx: RequestContext, settings_type: type[S], *,
-                uow: UnitOfWork | None = None) -> list[ConfigChange]:
+    def history(
+        self, ctx: RequestContext, settings_type: type[S], *, uow: UnitOfWork | None = None
+    ) -> list[ConfigChange]:
         with self._reads.view(ctx, uow) as tx:
-            return [_change(v) for v in tx.kernel.config_history(ctx.tenant_id,
-                                                                 settings_type.section)]
+            return [
+                _change(v) for v in tx.kernel.config_history(ctx.tenant_id, settings_type.section)
+            ]
 
     def update(
-        self, ctx: RequestContext, settings_type: type[S], changes: Mapping[str, Any], *,
-        reason: str, idempotency_key: str | None = None, uow: UnitOfWork | None = None,
+        self,
+        ctx: RequestContext,
+        settings_type: type[S],
+        changes: Mapping[str, Any],
+        *,
+        reason: str,
+        idempotency_key: str | None = None,
+        uow: UnitOfWork | None = None,
     ) -> ConfigChange:
-        request = UpdateSettings(section=settings_type.section, changes=dict(changes),
-                                 reason=reason)
+        request = UpdateSettings(
+            section=settings_type.section, changes=dict(changes), reason=reason
+        )
         unknown = sorted(set(changes) - set(settings_type.model_fields))
         if unknown:
             raise ValidationError(f"unknown setting {unknown[0]!r}", field=f"changes.{unknown[0]}")
@@ -109,8 +125,12 @@ class TenantConfigService:
                 raise ValidationError(err.message, field=f"changes.{err.field}") from None
             values = validated.model_dump(mode="json")
             entry = ConfigVersion(
-                section=settings_type.section, version=(latest.version if latest else 0) + 1,
-                values=values, changed_by=ctx.actor.id, changed_at=scope.now, reason=reason,
+                section=settings_type.section,
+                version=(latest.version if latest else 0) + 1,
+                values=values,
+                changed_by=ctx.actor.id,
+                changed_at=scope.now,
+                reason=reason,
             )
             kernel.config_append(ctx.tenant_id, entry)
             before = current.model_dump(mode="json")
@@ -128,5 +148,12 @@ class TenantConfigService:
             settings_type.parse({**settings_type().model_dump(mode="json"), **dict(changes)})
         except ValidationError as err:
             raise ValidationError(err.message, field=f"changes.{err.field}") from None
-        return self._runner.run(ctx, UPDATE, request, handle, idempotency_key=idempotency_key,
-                                resource_id=settings_type.section, uow=uow)
+        return self._runner.run(
+            ctx,
+            UPDATE,
+            request,
+            handle,
+            idempotency_key=idempotency_key,
+            resource_id=settings_type.section,
+            uow=uow,
+        )

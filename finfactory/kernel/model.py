@@ -28,7 +28,7 @@ def _money(value: Any) -> Money:
 
 
 def _positive_money(value: Any) -> Money:
-    money = _money(value)
+    money = value if isinstance(value, Money) else money_from_json(value)
     to_minor(money, allow_zero=False)
     return money
 
@@ -55,9 +55,7 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "request"
 
 
-def translate_validation_error(
-    err: pydantic.ValidationError, prefix: str = ""
-) -> ValidationError:
+def translate_validation_error(err: pydantic.ValidationError, prefix: str = "") -> ValidationError:
     first = err.errors()[0]
     field = _field_path(tuple(first["loc"]))
     if prefix:

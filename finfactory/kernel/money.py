@@ -8,6 +8,7 @@ minor unit. Floats are refused outright: ``0.1`` is not a price.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from moneyed import Currency, CurrencyDoesNotExist, Money, get_currency
@@ -26,17 +27,31 @@ __all__ = [
 ]
 
 
-def currency(code: object, *, field: str = "currency") -> Currency:
-    if not isinstance(code, str) or len(code) != 3 or not code.isalpha() or not code.isupper():
-        raise MoneyError(f"currency must be an ISO 4217 code, got {code!r}", field=field)
+@lru_cache(maxsize=512)
+def _known_currency(code: str) -> Currency | None:
     try:
         return get_currency(code)
     except CurrencyDoesNotExist:
-        raise MoneyError(f"unknown currency {code!r}", field=field) from None
+        return None
+
+
+def currency(code: object, *, field: str = "currency") -> Currency:
+    if not isinstance(code, str) or len(code) != 3 or not code.isalpha() or not code.isupper():
+        raise MoneyError(f"currency must be an ISO 4217 code, got {code!r}", field=field)
+    found = _known_currency(code)
+    if found is None:
+        raise MoneyError(f"unknown currency {code!r}", field=field)
+    return found
 
 
 def minor_exponent(cur: Currency) -> int:
     """Digits after the decimal point: 2 for PHP, 0 for JPY, 3 for KWD."""
+    return _exponent(cur.code)
+
+
+@lru_cache(maxsize=512)
+def _exponent(code: str) -> int:
+    cur = currency(code)
     sub_unit = int(cur.sub_unit)
     exponent = len(str(sub_unit)) - 1
     if 10**exponent != sub_unit:  # pragma: no cover - ISO data is decimal
@@ -90,18 +105,33 @@ def from_minor(minor: int, code: str) -> Money:
     if isinstance(minor, bool) or not isinstance(minor, int):
         raise MoneyError("minor units must be an integer", field="amount")
     cur = currency(code)
-    exponent = minor_exponent(cur)
-    return Money(Decimal(minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)), cur)
+    return Money(Decimal(minor_to_str(minor, _exponent(code))), cur)
+
+
+def minor_to_str(minor: int, exponent: int) -> str:
+    """Exact decimal text of ``minor`` units: (12345, 2) -> "123.45", (-5, 2) -> "-0.05"."""
+    if exponent == 0:
+        return str(minor)
+    sign = "-" if minor < 0 else ""
+    whole, frac = divmod(abs(minor), 10**exponent)
+    return f"{sign}{whole}.{frac:0{exponent}d}"
 
 
 def money_to_json(money: Money) -> dict[str, str]:
     """``{"amount": "10.00", "currency": "PHP"}``: string amount, fixed minor digits."""
-    minor, code = to_minor(money, allow_negative=True)
+    code = money.currency.code
+    exponent = _exponent(code)
+    amount = money.amount
+    if isinstance(amount, Decimal) and amount.is_finite():
+        scaled = amount.scaleb(exponent)
+        if scaled == scaled.to_integral_value():
+            return minor_to_json(int(scaled), code)
+    minor, code = to_minor(money, allow_negative=True)  # raises the precise error
     return minor_to_json(minor, code)
 
 
 def minor_to_json(minor: int, code: str) -> dict[str, str]:
-    return {"amount": str(from_minor(minor, code).amount), "currency": code}
+    return {"amount": minor_to_str(minor, _exponent(code)), "currency": code}
 
 
 def money_from_json(data: Any, *, field: str = "amount") -> Money:

@@ -47,8 +47,10 @@ class KernelStore(Protocol):
         ...
 
     def complete_idempotency(
-        self, tenant_id: str, key: str, succeeded: bool, response: dict[str, Any]
-    ) -> None: ...
+        self, tenant_id: str, key: str, succeeded: bool, response_json: str
+    ) -> None:
+        """Store the outcome (a result or an error, as JSON text) under the claimed key."""
+        ...
 
     def append_audit(
         self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]

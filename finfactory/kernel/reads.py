@@ -37,10 +37,18 @@ class ReadGuard:
 
     def _audit_denial(self, ctx: RequestContext, uow: UnitOfWork | None, reason: str) -> None:
         draft = AuditDraft(
-            id=self.ids.new_id(), tenant_id=ctx.tenant_id, occurred_at=self.clock.now(),
-            actor_id=ctx.actor.id, actor_kind=ctx.actor.kind.value, action=self.permission,
-            resource_type="query", resource_id=None, outcome=Outcome.DENIED, reason=reason,
-            trace_id=ctx.trace_id, summary={},
+            id=self.ids.new_id(),
+            tenant_id=ctx.tenant_id,
+            occurred_at=self.clock.now(),
+            actor_id=ctx.actor.id,
+            actor_kind=ctx.actor.kind.value,
+            action=self.permission,
+            resource_type="query",
+            resource_id=None,
+            outcome=Outcome.DENIED,
+            reason=reason,
+            trace_id=ctx.trace_id,
+            summary={},
         )
         if uow is not None:
             uow.kernel.append_audit(draft, seal)

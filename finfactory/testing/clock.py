@@ -10,9 +10,7 @@ from datetime import UTC, datetime, timedelta
 class ManualClock:
     """A clock that moves only when told to (``advance``/``set``); optional auto-tick."""
 
-    def __init__(
-        self, start: datetime | None = None, *, tick: timedelta = timedelta(0)
-    ) -> None:
+    def __init__(self, start: datetime | None = None, *, tick: timedelta = timedelta(0)) -> None:
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
         if self._now.tzinfo is None:
             raise ValueError("ManualClock needs an aware datetime")

@@ -14,17 +14,32 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import Connection
 
-from finfactory.kernel.canonical import canonical_json
-
 _NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
+_SIMPLE_INSERT = re.compile(r"^INSERT INTO (\w+) \(([^)]*)\) VALUES \(([^()]*)\)$")
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+# Column types of tables, read once from the catalog, for ``unnest`` array casts.
+_PG_COLUMN_TYPES: dict[str, dict[str, str]] = {}
 
 
 @lru_cache(maxsize=256)
 def _pyformat(sql: str) -> str:
     return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+@lru_cache(maxsize=256)
+def _simple_insert(sql: str) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
+    """``INSERT INTO t (a, b) VALUES (:x, :y)`` -> (t, (a, b), (x, y)); else None."""
+    match = _SIMPLE_INSERT.match(sql)
+    if match is None:
+        return None
+    values = tuple(v.strip() for v in match.group(3).split(","))
+    if not all(v.startswith(":") for v in values):
+        return None
+    columns = tuple(c.strip() for c in match.group(2).split(","))
+    return match.group(1), columns, tuple(v[1:] for v in values)
 
 
 class DriverSession:
@@ -38,13 +53,15 @@ class DriverSession:
         assert raw is not None
         self._raw: Any = raw
         self._queue: list[tuple[str, list[dict[str, Any]]]] = []
+        self._last_ts: datetime | None = None
+        self._last_text = ""
 
     def _sql(self, sql: str) -> str:
         return _pyformat(sql) if self.postgres else sql
 
     def queue(self, sql: str, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self._queue.append((self._sql(sql), rows))
+            self._queue.append((sql, rows))
 
     def query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Send what is queued, then run ``sql`` and return its rows."""
@@ -79,23 +96,54 @@ class DriverSession:
 
     def _send(self, cur: Any) -> None:
         queued, self._queue = self._queue, []
-        for stmt, rows in queued:
+        for sql, rows in queued:
             if len(rows) == 1:
-                cur.execute(stmt, rows[0])
-            else:
-                cur.executemany(stmt, rows)
+                cur.execute(self._sql(sql), rows[0])
+                continue
+            insert = _simple_insert(sql) if self.postgres else None
+            if insert is None:
+                cur.executemany(self._sql(sql), rows)
+                continue
+            # Many rows in one statement, one array per column: the server parses and plans
+            # it once, and the statement text stays short enough for psycopg's cache.
+            table, columns, names = insert
+            types = self._column_types(table)
+            arrays = ", ".join(f"%b::{types[c]}[]" for c in columns)
+            cur.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})",
+                # %b: arrays go in binary, without per-element quoting and escaping.
+                [[row[name] for row in rows] for name in names],
+            )
+
+    def _column_types(self, table: str) -> dict[str, str]:
+        types = _PG_COLUMN_TYPES.get(table)
+        if types is None:
+            cur = self._raw.cursor()
+            cur.execute(
+                "SELECT column_name, udt_name FROM information_schema.columns"
+                " WHERE table_name = %s AND table_schema = ANY(current_schemas(false))",
+                [table],
+            )
+            types = {name: udt for name, udt in cur.fetchall()}
+            cur.close()
+            _PG_COLUMN_TYPES[table] = types
+        return types
 
     # -- value conversion (SQLite keeps text; psycopg adapts natively) ---------------------
     def ts(self, value: datetime | None) -> Any:
         if value is None or self.postgres:
             return value
-        return value.astimezone(UTC).strftime(_SQLITE_TS)
+        # A command stamps every row with the same clock reading: convert it once.
+        if value is not self._last_ts:
+            self._last_ts = value
+            self._last_text = value.astimezone(UTC).strftime(_SQLITE_TS)
+        return self._last_text
 
     def day(self, value: date) -> Any:
         return value if self.postgres else value.isoformat()
 
     def json(self, value: Any) -> str:
-        return canonical_json(value)
+        return to_json(value).decode()
 
     def flag(self, value: bool | None) -> Any:
         if value is None or self.postgres:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import Connection, and_, func, insert, select
 
 from finfactory.adapters.sqlalchemy.driver import DriverSession, read_json
@@ -26,7 +27,6 @@ from finfactory.kernel.ports import ConfigVersion, StoredOutcome
 # Held from the first outbox insert to commit: outbox positions then follow commit order, so
 # a reader's cursor can never pass a row that a slower transaction commits later.
 OUTBOX_LOCK_KEY = zlib.crc32(b"finfactory.outbox.position")
-
 
 
 _CLAIM = (
@@ -82,24 +82,35 @@ class SqlKernelStore:
     def claim_idempotency(
         self, tenant_id: str, key: str, command: str, request_hash: str, now: datetime
     ) -> StoredOutcome | None:
-        params = {"tenant_id": tenant_id, "key": key, "command": command,
-                  "request_hash": request_hash, "created_at": self._drv.ts(now)}
+        params = {
+            "tenant_id": tenant_id,
+            "key": key,
+            "command": command,
+            "request_hash": request_hash,
+            "created_at": self._drv.ts(now),
+        }
         if self._drv.query(_CLAIM, params):
             return None
         rows = self._drv.query(_STORED, {"tenant_id": tenant_id, "key": key})
         command_, request_hash_, succeeded, response = rows[0]
         if succeeded is None:
-            raise IdempotencyConflict(
-                "idempotency key is in use by this same transaction", key=key
-            )
+            raise IdempotencyConflict("idempotency key is in use by this same transaction", key=key)
         return StoredOutcome(command_, request_hash_, bool(succeeded), read_json(response))
 
     def complete_idempotency(
-        self, tenant_id: str, key: str, succeeded: bool, response: dict[str, Any]
+        self, tenant_id: str, key: str, succeeded: bool, response_json: str
     ) -> None:
-        self._drv.queue(_COMPLETE, [{"tenant_id": tenant_id, "key": key,
-                                     "succeeded": self._drv.flag(succeeded),
-                                     "response": self._drv.json(response)}])
+        self._drv.queue(
+            _COMPLETE,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "key": key,
+                    "succeeded": self._drv.flag(succeeded),
+                    "response": response_json,
+                }
+            ],
+        )
 
     # -- audit ----------------------------------------------------------------------------
     def append_audit(
@@ -120,24 +131,39 @@ class SqlKernelStore:
 
     def audit_records(self, tenant_id: str) -> Iterator[AuditRecord]:
         rows = self._core().execute(
-            select(audit_log).where(audit_log.c.tenant_id == tenant_id)
+            select(audit_log)
+            .where(audit_log.c.tenant_id == tenant_id)
             .order_by(audit_log.c.sequence)
         )
         for row in rows:
             yield AuditRecord(
-                id=row.id, tenant_id=row.tenant_id, sequence=int(row.sequence),
-                occurred_at=row.occurred_at, actor_id=row.actor_id, actor_kind=row.actor_kind,
-                action=row.action, resource_type=row.resource_type,
-                resource_id=row.resource_id, outcome=Outcome(row.outcome), reason=row.reason,
-                trace_id=row.trace_id, summary=json.loads(row.summary),
-                prev_hash=row.prev_hash, hash=row.hash,
+                id=row.id,
+                tenant_id=row.tenant_id,
+                sequence=int(row.sequence),
+                occurred_at=row.occurred_at,
+                actor_id=row.actor_id,
+                actor_kind=row.actor_kind,
+                action=row.action,
+                resource_type=row.resource_type,
+                resource_id=row.resource_id,
+                outcome=Outcome(row.outcome),
+                reason=row.reason,
+                trace_id=row.trace_id,
+                summary=json.loads(row.summary),
+                prev_hash=row.prev_hash,
+                hash=row.hash,
             )
 
     def audit_head(self, tenant_id: str) -> tuple[int, str] | None:
-        row = self._core().execute(
-            select(audit_heads.c.last_sequence, audit_heads.c.last_hash)
-            .where(audit_heads.c.tenant_id == tenant_id)
-        ).first()
+        row = (
+            self._core()
+            .execute(
+                select(audit_heads.c.last_sequence, audit_heads.c.last_hash).where(
+                    audit_heads.c.tenant_id == tenant_id
+                )
+            )
+            .first()
+        )
         return None if row is None else (int(row.last_sequence), str(row.last_hash))
 
     # -- outbox ---------------------------------------------------------------------------
@@ -151,7 +177,7 @@ class SqlKernelStore:
         rows = []
         for e in events:
             row = _event_row(e)
-            row["payload"] = drv.json(e.payload)
+            row["payload"] = to_json(e.payload).decode()
             row["recorded_at"] = drv.ts(e.recorded_at)
             rows.append(row)
         drv.queue(_INSERT_EVENT_SQL, rows)
@@ -172,12 +198,16 @@ class SqlKernelStore:
 
     # -- tenant configuration ---------------------------------------------------------------
     def config_latest(self, tenant_id: str, section: str) -> ConfigVersion | None:
-        row = self._core().execute(
-            select(tenant_config)
-            .where(tenant_config.c.tenant_id == tenant_id, tenant_config.c.section == section)
-            .order_by(tenant_config.c.version.desc())
-            .limit(1)
-        ).first()
+        row = (
+            self._core()
+            .execute(
+                select(tenant_config)
+                .where(tenant_config.c.tenant_id == tenant_id, tenant_config.c.section == section)
+                .order_by(tenant_config.c.version.desc())
+                .limit(1)
+            )
+            .first()
+        )
         return None if row is None else _config(row._mapping)
 
     def config_history(self, tenant_id: str, section: str) -> list[ConfigVersion]:
@@ -191,48 +221,80 @@ class SqlKernelStore:
     def config_append(self, tenant_id: str, entry: ConfigVersion) -> None:
         self._core().execute(
             insert(tenant_config).values(
-                tenant_id=tenant_id, section=entry.section, version=entry.version,
-                values=entry.values, changed_by=entry.changed_by,
-                changed_at=entry.changed_at, reason=entry.reason,
+                tenant_id=tenant_id,
+                section=entry.section,
+                version=entry.version,
+                values=entry.values,
+                changed_by=entry.changed_by,
+                changed_at=entry.changed_at,
+                reason=entry.reason,
             )
         )
 
 
 def _audit_row(rec: AuditRecord) -> dict[str, Any]:
     return {
-        "tenant_id": rec.tenant_id, "sequence": rec.sequence, "id": rec.id,
-        "occurred_at": rec.occurred_at, "actor_id": rec.actor_id,
-        "actor_kind": rec.actor_kind, "action": rec.action,
-        "resource_type": rec.resource_type, "resource_id": rec.resource_id,
-        "outcome": Outcome(rec.outcome).value, "reason": rec.reason,
-        "trace_id": rec.trace_id, "summary": canonical_json(rec.summary),
-        "prev_hash": rec.prev_hash, "hash": rec.hash,
+        "tenant_id": rec.tenant_id,
+        "sequence": rec.sequence,
+        "id": rec.id,
+        "occurred_at": rec.occurred_at,
+        "actor_id": rec.actor_id,
+        "actor_kind": rec.actor_kind,
+        "action": rec.action,
+        "resource_type": rec.resource_type,
+        "resource_id": rec.resource_id,
+        "outcome": Outcome(rec.outcome).value,
+        "reason": rec.reason,
+        "trace_id": rec.trace_id,
+        "summary": canonical_json(rec.summary),
+        "prev_hash": rec.prev_hash,
+        "hash": rec.hash,
     }
 
 
 def _event_row(e: EventEnvelope) -> dict[str, Any]:
     return {
-        "id": e.id, "event_type": e.event_type, "schema_version": e.schema_version,
-        "tenant_id": e.tenant_id, "source": e.source, "aggregate_type": e.aggregate_type,
-        "aggregate_id": e.aggregate_id, "aggregate_sequence": e.aggregate_sequence,
-        "payload": e.payload, "recorded_at": e.recorded_at, "trace_id": e.trace_id,
-        "correlation_id": e.correlation_id, "causation_id": e.causation_id,
+        "id": e.id,
+        "event_type": e.event_type,
+        "schema_version": e.schema_version,
+        "tenant_id": e.tenant_id,
+        "source": e.source,
+        "aggregate_type": e.aggregate_type,
+        "aggregate_id": e.aggregate_id,
+        "aggregate_sequence": e.aggregate_sequence,
+        "payload": e.payload,
+        "recorded_at": e.recorded_at,
+        "trace_id": e.trace_id,
+        "correlation_id": e.correlation_id,
+        "causation_id": e.causation_id,
     }
 
 
 def _envelope(m: Any) -> EventEnvelope:
     return EventEnvelope(
-        id=m["id"], event_type=m["event_type"], schema_version=int(m["schema_version"]),
-        payload=m["payload"], recorded_at=m["recorded_at"], trace_id=m["trace_id"],
-        tenant_id=m["tenant_id"], source=m["source"], aggregate_type=m["aggregate_type"],
-        aggregate_id=m["aggregate_id"], aggregate_sequence=int(m["aggregate_sequence"]),
-        correlation_id=m["correlation_id"], causation_id=m["causation_id"],
+        id=m["id"],
+        event_type=m["event_type"],
+        schema_version=int(m["schema_version"]),
+        payload=m["payload"],
+        recorded_at=m["recorded_at"],
+        trace_id=m["trace_id"],
+        tenant_id=m["tenant_id"],
+        source=m["source"],
+        aggregate_type=m["aggregate_type"],
+        aggregate_id=m["aggregate_id"],
+        aggregate_sequence=int(m["aggregate_sequence"]),
+        correlation_id=m["correlation_id"],
+        causation_id=m["causation_id"],
         position=int(m["position"]),
     )
 
 
 def _config(m: Any) -> ConfigVersion:
     return ConfigVersion(
-        section=m["section"], version=int(m["version"]), values=m["values"],
-        changed_by=m["changed_by"], changed_at=m["changed_at"], reason=m["reason"],
+        section=m["section"],
+        version=int(m["version"]),
+        values=m["values"],
+        changed_by=m["changed_by"],
+        changed_at=m["changed_at"],
+        reason=m["reason"],
     )

@@ -69,8 +69,12 @@ audit_heads = Table(
 outbox = Table(
     "ff_outbox",
     metadata,
-    Column("position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    Column(
+        "position",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     Column("id", String(36), nullable=False, unique=True),
     Column("event_type", String(100), nullable=False),
     Column("schema_version", Integer, nullable=False),
@@ -85,7 +89,10 @@ outbox = Table(
     Column("correlation_id", String(64), nullable=False),
     Column("causation_id", String(64), nullable=True),
     UniqueConstraint(
-        "tenant_id", "aggregate_type", "aggregate_id", "aggregate_sequence",
+        "tenant_id",
+        "aggregate_type",
+        "aggregate_id",
+        "aggregate_sequence",
         name="uq_ff_outbox_aggregate_sequence",
     ),
     Index("ix_ff_outbox_tenant_position", "tenant_id", "position"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from finfactory.kernel.model import Model, MoneyAmount, PositiveMoney
 from finfactory.primitives.ledger.model import (
@@ -20,7 +20,16 @@ Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][
 Reference = Annotated[str, Field(min_length=1, max_length=128)]
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Text = Annotated[str, Field(max_length=500)]
-Metadata = Annotated[dict[str, str | int | bool | None], Field(max_length=50)]
+
+
+def _sorted(value: dict[str, Any]) -> dict[str, Any]:
+    return dict(sorted(value.items()))
+
+
+# Sorted so that the same metadata in another key order is the same idempotent request.
+Metadata = Annotated[
+    dict[str, str | int | bool | None], Field(max_length=50), AfterValidator(_sorted)
+]
 MAX_LEGS = 100
 MAX_BATCH = 1000
 

@@ -30,7 +30,9 @@ class BalanceView(EventPayload):
 
 
 @declare_event(
-    "ledger.account.opened", primitive=PRIMITIVE, aggregate_type="ledger_account",
+    "ledger.account.opened",
+    primitive=PRIMITIVE,
+    aggregate_type="ledger_account",
     description="A ledger account was opened",
 )
 class AccountOpened(EventPayload):
@@ -42,7 +44,9 @@ class AccountOpened(EventPayload):
 
 
 @declare_event(
-    "ledger.account.status_changed", primitive=PRIMITIVE, aggregate_type="ledger_account",
+    "ledger.account.status_changed",
+    primitive=PRIMITIVE,
+    aggregate_type="ledger_account",
     description="A ledger account was frozen, unfrozen or closed",
 )
 class AccountStatusChanged(EventPayload):
@@ -54,7 +58,9 @@ class AccountStatusChanged(EventPayload):
 
 
 @declare_event(
-    "journal.posted", primitive=PRIMITIVE, aggregate_type="journal",
+    "journal.posted",
+    primitive=PRIMITIVE,
+    aggregate_type="journal",
     description="A balanced journal was posted, with the resulting balances of its accounts",
 )
 class JournalPosted(EventPayload):
@@ -69,7 +75,9 @@ class JournalPosted(EventPayload):
 
 
 @declare_event(
-    "balance.updated", primitive=PRIMITIVE, aggregate_type="ledger_account",
+    "balance.updated",
+    primitive=PRIMITIVE,
+    aggregate_type="ledger_account",
     description="An account's posted, held or available balance changed",
 )
 class BalanceUpdated(EventPayload):
@@ -83,7 +91,9 @@ class BalanceUpdated(EventPayload):
 
 
 @declare_event(
-    "hold.created", primitive=PRIMITIVE, aggregate_type="hold",
+    "hold.created",
+    primitive=PRIMITIVE,
+    aggregate_type="hold",
     description="Funds were reserved by a two-phase hold",
 )
 class HoldCreated(EventPayload):
@@ -96,7 +106,9 @@ class HoldCreated(EventPayload):
 
 
 @declare_event(
-    "hold.released", primitive=PRIMITIVE, aggregate_type="hold",
+    "hold.released",
+    primitive=PRIMITIVE,
+    aggregate_type="hold",
     description="A hold ended: captured (fully or partly), voided or expired",
 )
 class HoldReleased(EventPayload):
@@ -109,7 +121,9 @@ class HoldReleased(EventPayload):
 
 
 @declare_event(
-    "transaction.reversed", primitive=PRIMITIVE, aggregate_type="journal",
+    "transaction.reversed",
+    primitive=PRIMITIVE,
+    aggregate_type="journal",
     description="A posted journal was reversed by a new journal that negates it",
 )
 class TransactionReversed(EventPayload):

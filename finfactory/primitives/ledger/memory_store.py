@@ -40,8 +40,9 @@ class MemoryLedgerStore:
         return found
 
     def list_accounts(self, tenant_id: str, after_code: str, limit: int) -> list[Account]:
-        accs = [a for a in self._uow.rows(ACCOUNTS)
-                if a.tenant_id == tenant_id and a.code > after_code]
+        accs = [
+            a for a in self._uow.rows(ACCOUNTS) if a.tenant_id == tenant_id and a.code > after_code
+        ]
         return sorted(accs, key=lambda a: a.code)[:limit]
 
     def existing_references(self, tenant_id: str, references: Collection[str]) -> set[str]:
@@ -66,9 +67,14 @@ class MemoryLedgerStore:
         return self._uow.get(HOLD_REFS, (tenant_id, reference)) is not None
 
     def expired_hold_ids(self, tenant_id: str, now: datetime, limit: int) -> list[str]:
-        due = [h for h in self._uow.rows(HOLDS)
-               if h.tenant_id == tenant_id and h.status is HoldStatus.PENDING
-               and h.expires_at is not None and h.expires_at <= now]
+        due = [
+            h
+            for h in self._uow.rows(HOLDS)
+            if h.tenant_id == tenant_id
+            and h.status is HoldStatus.PENDING
+            and h.expires_at is not None
+            and h.expires_at <= now
+        ]
         due.sort(key=lambda h: (h.expires_at, h.id))
         return [h.id for h in due[:limit]]
 
@@ -91,8 +97,8 @@ class MemoryLedgerStore:
         for seq in range(1, acc.entry_count + 1):
             e: Entry = self._uow.get(ENTRIES, (account_id, seq))
             if e.posted_at <= at and (
-                best is None or (e.posted_at, e.account_sequence)
-                > (best.posted_at, best.account_sequence)
+                best is None
+                or (e.posted_at, e.account_sequence) > (best.posted_at, best.account_sequence)
             ):
                 best = e
         return 0 if best is None else best.balance_after

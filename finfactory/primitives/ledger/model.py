@@ -118,23 +118,37 @@ class Account:
                 f"account {self.code} holds {self.currency}, not {currency}", account_id=self.id
             )
 
+    def _with(self, **changes: Any) -> Account:
+        # attrs.evolve re-runs __init__ and copy.copy goes through __reduce_ex__; filling
+        # the slots directly is several times cheaper, and this runs for every leg posted.
+        clone = object.__new__(Account)
+        for name in _ACCOUNT_SLOTS:
+            object.__setattr__(clone, name, changes.get(name, getattr(self, name)))
+        return clone
+
     def post(self, direction: Direction, amount: int) -> Account:
         if direction is Direction.DEBIT:
-            return attrs.evolve(
-                self, debits_posted=self.debits_posted + amount, entry_count=self.entry_count + 1
+            return self._with(
+                debits_posted=self.debits_posted + amount, entry_count=self.entry_count + 1
             )
-        return attrs.evolve(
-            self, credits_posted=self.credits_posted + amount, entry_count=self.entry_count + 1
+        return self._with(
+            credits_posted=self.credits_posted + amount, entry_count=self.entry_count + 1
         )
 
     def hold(self, direction: Direction, amount: int) -> Account:
         """``amount`` may be negative to release a hold."""
         if direction is Direction.DEBIT:
-            return attrs.evolve(self, debits_held=self.debits_held + amount)
-        return attrs.evolve(self, credits_held=self.credits_held + amount)
+            return self._with(debits_held=self.debits_held + amount)
+        return self._with(credits_held=self.credits_held + amount)
+
+    def with_status(self, status: AccountStatus) -> Account:
+        return self._with(status=status)
 
     def bump(self) -> Account:
-        return attrs.evolve(self, version=self.version + 1)
+        return self._with(version=self.version + 1)
+
+
+_ACCOUNT_SLOTS = tuple(f.name for f in attrs.fields(Account))
 
 
 @attrs.frozen

@@ -34,12 +34,12 @@ class JournalSpec:
     reverses_journal_id: str | None = None
 
 
-def money(minor: int, currency: str) -> ev.MoneyJson:
-    return ev.MoneyJson(**minor_to_json(minor, currency))
+def money(minor: int, currency: str) -> dict[str, str]:
+    return minor_to_json(minor, currency)
 
 
-def balance_view(acc: Account) -> ev.BalanceView:
-    return ev.BalanceView(
+def balance_view(acc: Account) -> dict[str, Any]:
+    return dict(
         account_id=acc.id,
         account_code=acc.code,
         posted=money(acc.posted, acc.currency),
@@ -60,24 +60,23 @@ def check_balanced(legs: Sequence[LegSpec]) -> None:
         )
 
 
-def emit_balance(scope: CommandScope, acc: Account, cause_type: str, cause_id: str) -> Account:
+def emit_balance(
+    scope: CommandScope,
+    acc: Account,
+    cause_type: str,
+    cause_id: str,
+    view: dict[str, Any] | None = None,
+) -> Account:
     """Bump the account's version and emit balance.updated at that sequence."""
     acc = acc.bump()
-    view = balance_view(acc)
-    scope.emit(
-        ev.BalanceUpdated(
-            account_id=acc.id, account_code=acc.code, posted=view.posted, held=view.held,
-            available=view.available, cause_type=cause_type, cause_id=cause_id,
-        ),
-        acc.id,
-        acc.version,
-    )
+    payload = dict(view or balance_view(acc))
+    payload["cause_type"] = cause_type
+    payload["cause_id"] = cause_id
+    scope.emit(ev.BalanceUpdated, payload, acc.id, acc.version)
     return acc
 
 
-def apply_journal(
-    scope: CommandScope, accounts: dict[str, Account], spec: JournalSpec
-) -> Journal:
+def apply_journal(scope: CommandScope, accounts: dict[str, Account], spec: JournalSpec) -> Journal:
     """Post ``spec`` onto ``accounts`` (updated in place) and emit its events.
 
     Raises a DomainError before anything is emitted if the journal is unbalanced, names an
@@ -97,40 +96,58 @@ def apply_journal(
         touched[acc.id] = acc
         entries.append(
             Entry(
-                journal_id=journal_id, leg=index, tenant_id=scope.ctx.tenant_id,
-                account_id=acc.id, direction=leg.direction, amount=leg.amount,
-                currency=leg.currency, account_sequence=acc.entry_count,
-                balance_after=acc.posted, posted_at=scope.now,
+                journal_id=journal_id,
+                leg=index,
+                tenant_id=scope.ctx.tenant_id,
+                account_id=acc.id,
+                direction=leg.direction,
+                amount=leg.amount,
+                currency=leg.currency,
+                account_sequence=acc.entry_count,
+                balance_after=acc.posted,
+                posted_at=scope.now,
             )
         )
     for acc in touched.values():
         acc.check_bound()
     journal = Journal(
-        id=journal_id, tenant_id=scope.ctx.tenant_id, reference=spec.reference,
-        effective_date=spec.effective_date or scope.now.date(), description=spec.description,
-        metadata=spec.metadata, posted_at=scope.now,
-        reverses_journal_id=spec.reverses_journal_id, entries=tuple(entries),
+        id=journal_id,
+        tenant_id=scope.ctx.tenant_id,
+        reference=spec.reference,
+        effective_date=spec.effective_date or scope.now.date(),
+        description=spec.description,
+        metadata=spec.metadata,
+        posted_at=scope.now,
+        reverses_journal_id=spec.reverses_journal_id,
+        entries=tuple(entries),
     )
     codes = {acc.id: acc.code for acc in touched.values()}
+    views = {acc.id: balance_view(acc) for acc in touched.values()}
     scope.emit(
-        ev.JournalPosted(
-            journal_id=journal.id, reference=journal.reference,
-            effective_date=journal.effective_date, posted_at=journal.posted_at,
-            description=journal.description, reverses_journal_id=spec.reverses_journal_id,
+        ev.JournalPosted,
+        dict(
+            journal_id=journal.id,
+            reference=journal.reference,
+            effective_date=journal.effective_date.isoformat(),
+            posted_at=journal.posted_at.isoformat(),
+            description=journal.description,
+            reverses_journal_id=spec.reverses_journal_id,
             legs=[
-                ev.LegView(
-                    account_id=e.account_id, account_code=codes[e.account_id],
-                    direction=e.direction.value, amount=money(e.amount, e.currency),
+                dict(
+                    account_id=e.account_id,
+                    account_code=codes[e.account_id],
+                    direction=e.direction.value,
+                    amount=money(e.amount, e.currency),
                 )
                 for e in entries
             ],
-            balances=[balance_view(acc) for acc in touched.values()],
+            balances=list(views.values()),
         ),
         journal.id,
         1,
     )
     for acc in touched.values():
-        accounts[acc.id] = emit_balance(scope, acc, "journal", journal.id)
+        accounts[acc.id] = emit_balance(scope, acc, "journal", journal.id, views[acc.id])
     return journal
 
 

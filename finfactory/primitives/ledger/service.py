@@ -83,8 +83,9 @@ def _legs(legs: list[cmd.Leg]) -> tuple[LegSpec, ...]:
 
 
 def _journal_spec(c: cmd.PostJournal) -> JournalSpec:
-    return JournalSpec(c.reference, _legs(c.legs), c.effective_date, c.description,
-                       dict(c.metadata))
+    return JournalSpec(
+        c.reference, _legs(c.legs), c.effective_date, c.description, dict(c.metadata)
+    )
 
 
 @attrs.define
@@ -103,8 +104,12 @@ class LedgerService:
 
     # -- accounts -------------------------------------------------------------------------
     def open_account(
-        self, ctx: RequestContext, command: cmd.OpenAccount, *,
-        idempotency_key: str | None = None, uow: UnitOfWork | None = None,
+        self,
+        ctx: RequestContext,
+        command: cmd.OpenAccount,
+        *,
+        idempotency_key: str | None = None,
+        uow: UnitOfWork | None = None,
     ) -> cmd.AccountView:
         def handle(scope: CommandScope) -> cmd.AccountView:
             store = self.store_factory(scope.uow)
@@ -116,30 +121,53 @@ class LedgerService:
             if store.account_id_for_code(ctx.tenant_id, command.code) is not None:
                 raise DuplicateAccountCode(f"account code {command.code} exists", field="code")
             acc = Account(
-                id=scope.ids.new_id(), tenant_id=ctx.tenant_id, code=command.code,
-                currency=command.currency, type=command.type, bound=command.balance_bound,
-                status=AccountStatus.ACTIVE, metadata=dict(command.metadata),
+                id=scope.ids.new_id(),
+                tenant_id=ctx.tenant_id,
+                code=command.code,
+                currency=command.currency,
+                type=command.type,
+                bound=command.balance_bound,
+                status=AccountStatus.ACTIVE,
+                metadata=dict(command.metadata),
                 created_at=scope.now,
             )
             scope.resource_id = acc.id
             store.add_account(acc)
             store.flush()
-            scope.summary = {"after": {"code": acc.code, "currency": acc.currency,
-                                       "type": acc.type.value, "bound": acc.bound.value}}
+            scope.summary = {
+                "after": {
+                    "code": acc.code,
+                    "currency": acc.currency,
+                    "type": acc.type.value,
+                    "bound": acc.bound.value,
+                }
+            }
             scope.emit(
-                ev.AccountOpened(account_id=acc.id, code=acc.code, currency=acc.currency,
-                                 type=acc.type.value, balance_bound=acc.bound.value),
-                acc.id, acc.version,
+                ev.AccountOpened,
+                dict(
+                    account_id=acc.id,
+                    code=acc.code,
+                    currency=acc.currency,
+                    type=acc.type.value,
+                    balance_bound=acc.bound.value,
+                ),
+                acc.id,
+                acc.version,
             )
             return account_view(acc)
 
         check_currency(command.currency)
-        return self._runner.run(ctx, OPEN, command, handle,
-                                idempotency_key=idempotency_key, uow=uow)
+        return self._runner.run(
+            ctx, OPEN, command, handle, idempotency_key=idempotency_key, uow=uow
+        )
 
     def change_account_status(
-        self, ctx: RequestContext, command: cmd.ChangeAccountStatus, *,
-        idempotency_key: str | None = None, uow: UnitOfWork | None = None,
+        self,
+        ctx: RequestContext,
+        command: cmd.ChangeAccountStatus,
+        *,
+        idempotency_key: str | None = None,
+        uow: UnitOfWork | None = None,
     ) -> cmd.AccountView:
         def handle(scope: CommandScope) -> cmd.AccountView:
             store = self.store_factory(scope.uow)
@@ -148,33 +176,49 @@ class LedgerService:
             if old is AccountStatus.CLOSED and command.status is not AccountStatus.CLOSED:
                 raise AccountNotEmpty("a closed account stays closed", account_id=acc.id)
             if command.status is AccountStatus.CLOSED and (
-                acc.debits_posted != acc.credits_posted
-                or acc.debits_held or acc.credits_held
+                acc.debits_posted != acc.credits_posted or acc.debits_held or acc.credits_held
             ):
                 raise AccountNotEmpty(
                     f"account {acc.code} has a balance or pending holds", account_id=acc.id
                 )
             if old is command.status:
                 return account_view(acc)
-            acc = attrs.evolve(acc, status=command.status).bump()
+            acc = acc.with_status(command.status).bump()
             store.save_accounts([acc])
             store.flush()
-            scope.summary = {"before": {"status": old.value},
-                             "after": {"status": acc.status.value}}
+            scope.summary = {"before": {"status": old.value}, "after": {"status": acc.status.value}}
             scope.emit(
-                ev.AccountStatusChanged(account_id=acc.id, code=acc.code, old_status=old.value,
-                                        new_status=acc.status.value, reason=command.reason),
-                acc.id, acc.version,
+                ev.AccountStatusChanged,
+                dict(
+                    account_id=acc.id,
+                    code=acc.code,
+                    old_status=old.value,
+                    new_status=acc.status.value,
+                    reason=command.reason,
+                ),
+                acc.id,
+                acc.version,
             )
             return account_view(acc)
 
-        return self._runner.run(ctx, STATUS, command, handle, idempotency_key=idempotency_key,
-                                resource_id=command.account_id, uow=uow)
+        return self._runner.run(
+            ctx,
+            STATUS,
+            command,
+            handle,
+            idempotency_key=idempotency_key,
+            resource_id=command.account_id,
+            uow=uow,
+        )
 
     # -- journals -------------------------------------------------------------------------
     def post_journal(
-        self, ctx: RequestContext, command: cmd.PostJournal, *,
-        idempotency_key: str | None = None, uow: UnitOfWork | None = None,
+        self,
+        ctx: RequestContext,
+        command: cmd.PostJournal,
+        *,
+        idempotency_key: str | None = None,
+        uow: UnitOfWork | None = None,
     ) -> cmd.JournalView:
         spec = _journal_spec(command)
 
@@ -182,12 +226,17 @@ class LedgerService:
             journals = self._post(scope, [spec])
             return journal_view(journals[0])
 
-        return self._runner.run(ctx, POST, command, handle,
-                                idempotency_key=idempotency_key, uow=uow)
+        return self._runner.run(
+            ctx, POST, command, handle, idempotency_key=idempotency_key, uow=uow
+        )
 
     def post_journals(
-        self, ctx: RequestContext, command: cmd.PostJournals, *,
-        idempotency_key: str | None = None, uow: UnitOfWork | None = None,
+        self,
+        ctx: RequestContext,
+        command: cmd.PostJournals,
+        *,
+        idempotency_key: str | None = None,
+        uow: UnitOfWork | None = None,
     ) -> cmd.BatchView:
         """Post many journals atomically: all of them, or (on any rejection) none."""
         specs = [_journal_spec(j) for j in command.journals]
@@ -195,12 +244,16 @@ class LedgerService:
         def handle(scope: CommandScope) -> cmd.BatchView:
             limit = load_settings(scope.uow, ctx.tenant_id, LedgerSettings).max_batch_size
             if len(specs) > limit:
-                raise BatchTooLarge(f"batch of {len(specs)} exceeds the tenant limit {limit}",
-                                    field="journals")
-            return cmd.BatchView(journals=[journal_view(j) for j in self._post(scope, specs)])
+                raise BatchTooLarge(
+                    f"batch of {len(specs)} exceeds the tenant limit {limit}", field="journals"
+                )
+            return cmd.BatchView.model_construct(
+                journals=[journal_view(j) for j in self._post(scope, specs)]
+            )
 
-        return self._runner.run(ctx, BATCH, command, handle,
-                                idempotency_key=idempotency_key, uow=uow)
+        return self._runner.run(
+            ctx, BATCH, command, handle, idempotency_key=idempotency_key, uow=uow
+        )
 
     def _post(self, scope: CommandScope, specs: list[JournalSpec]) -> list[Journal]:
         store = self.store_factory(scope.uow)
@@ -222,56 +275,84 @@ class LedgerService:
         store.flush()
         scope.resource_id = journals[0].id if len(journals) == 1 else None
         scope.summary = {
-            "journals": [{"id": j.id, "reference": j.reference, "legs": len(j.entries)}
-                         for j in journals[:20]],
+            "journals": [
+                {"id": j.id, "reference": j.reference, "legs": len(j.entries)}
+                for j in journals[:20]
+            ],
             "count": len(journals),
         }
         return journals
 
     def reverse_journal(
-        self, ctx: RequestContext, command: cmd.ReverseJournal, *,
-        idempotency_key: str | None = None, uow: UnitOfWork | None = None,
+        self,
+        ctx: RequestContext,
+        command: cmd.ReverseJournal,
+        *,
+        idempotency_key: str | None = None,
+        uow: UnitOfWork | None = None,
     ) -> cmd.JournalView:
         def handle(scope: CommandScope) -> cmd.JournalView:
             store = self.store_factory(scope.uow)
             original = store.get_journal(ctx.tenant_id, command.journal_id)
             if original is None:
-                raise JournalNotFound(f"journal {command.journal_id} not found",
-                                      field="journal_id")
+                raise JournalNotFound(f"journal {command.journal_id} not found", field="journal_id")
             if store.reversal_of(ctx.tenant_id, original.id) is not None:
-                raise AlreadyReversed(f"journal {original.id} is already reversed",
-                                      journal_id=original.id)
+                raise AlreadyReversed(
+                    f"journal {original.id} is already reversed", journal_id=original.id
+                )
             spec = JournalSpec(
                 command.reference,
-                tuple(LegSpec(e.account_id, e.direction.opposite, e.amount, e.currency)
-                      for e in original.entries),
-                command.effective_date, command.reason or f"reversal of {original.reference}",
-                {}, original.id,
+                tuple(
+                    LegSpec(e.account_id, e.direction.opposite, e.amount, e.currency)
+                    for e in original.entries
+                ),
+                command.effective_date,
+                command.reason or f"reversal of {original.reference}",
+                {},
+                original.id,
             )
             reversal = self._post(scope, [spec])[0]
             scope.resource_id = original.id
             scope.emit(
-                ev.TransactionReversed(journal_id=original.id, reversal_journal_id=reversal.id,
-                                       reference=reversal.reference, reason=command.reason),
-                original.id, 2,
+                ev.TransactionReversed,
+                dict(
+                    journal_id=original.id,
+                    reversal_journal_id=reversal.id,
+                    reference=reversal.reference,
+                    reason=command.reason,
+                ),
+                original.id,
+                2,
             )
             return journal_view(reversal)
 
-        return self._runner.run(ctx, REVERSE, command, handle, idempotency_key=idempotency_key,
-                                resource_id=command.journal_id, uow=uow)
+        return self._runner.run(
+            ctx,
+            REVERSE,
+            command,
+            handle,
+            idempotency_key=idempotency_key,
+            resource_id=command.journal_id,
+            uow=uow,
+        )
 
     # -- holds ----------------------------------------------------------------------------
     def create_hold(
-        self, ctx: RequestContext, command: cmd.CreateHold, *,
-        idempotency_key: str | None = None, uow: UnitOfWork | None = None,
+        self,
+        ctx: RequestContext,
+        command: cmd.CreateHold,
+        *,
+        idempotency_key: str | None = None,
+        uow: UnitOfWork | None = None,
     ) -> cmd.HoldView:
         amount, currency = to_minor(command.amount, allow_zero=False)
 
         def handle(scope: CommandScope) -> cmd.HoldView:
             store = self.store_factory(scope.uow)
             if store.hold_reference_taken(ctx.tenant_id, command.reference):
-                raise DuplicateReference(f"hold reference {command.reference} is already used",
-                                         field="reference")
+                raise DuplicateReference(
+                    f"hold reference {command.reference} is already used", field="reference"
+                )
             ids = {command.debit_account_id, command.credit_account_id}
             accounts = store.lock_accounts(ctx.tenant_id, ids)
             debit = self._require(accounts, command.debit_account_id, "debit_account_id")
@@ -284,21 +365,37 @@ class LedgerService:
             if expires_at is None and ttl is not None:
                 expires_at = scope.now + timedelta(seconds=ttl)
             hold = Hold(
-                id=scope.ids.new_id(), tenant_id=ctx.tenant_id, reference=command.reference,
-                debit_account_id=debit.id, credit_account_id=credit.id, amount=amount,
-                currency=currency, status=HoldStatus.PENDING, captured_amount=0,
-                expires_at=expires_at, created_at=scope.now, released_at=None,
-                capture_journal_id=None, metadata=dict(command.metadata),
+                id=scope.ids.new_id(),
+                tenant_id=ctx.tenant_id,
+                reference=command.reference,
+                debit_account_id=debit.id,
+                credit_account_id=credit.id,
+                amount=amount,
+                currency=currency,
+                status=HoldStatus.PENDING,
+                captured_amount=0,
+                expires_at=expires_at,
+                created_at=scope.now,
+                released_at=None,
+                capture_journal_id=None,
+                metadata=dict(command.metadata),
             )
             scope.resource_id = hold.id
             self._move_held(accounts, hold, +1)
             for acc in accounts.values():
                 acc.check_bound()
             scope.emit(
-                ev.HoldCreated(hold_id=hold.id, reference=hold.reference,
-                               debit_account_id=debit.id, credit_account_id=credit.id,
-                               amount=money(amount, currency), expires_at=hold.expires_at),
-                hold.id, hold.version,
+                ev.HoldCreated,
+                dict(
+                    hold_id=hold.id,
+                    reference=hold.reference,
+                    debit_account_id=debit.id,
+                    credit_account_id=credit.id,
+                    amount=money(amount, currency),
+                    expires_at=None if hold.expires_at is None else hold.expires_at.isoformat(),
+                ),
+                hold.id,
+                hold.version,
             )
             self._emit_balances(scope, accounts, "hold", hold.id)
             store.add_hold(hold)
@@ -307,12 +404,17 @@ class LedgerService:
             scope.summary = {"after": {"amount": amount, "currency": currency}}
             return hold_view(hold)
 
-        return self._runner.run(ctx, HOLD, command, handle,
-                                idempotency_key=idempotency_key, uow=uow)
+        return self._runner.run(
+            ctx, HOLD, command, handle, idempotency_key=idempotency_key, uow=uow
+        )
 
     def capture_hold(
-        self, ctx: RequestContext, command: cmd.CaptureHold, *,
-        idempotency_key: str | None = None, uow: UnitOfWork | None = None,
+        self,
+        ctx: RequestContext,
+        command: cmd.CaptureHold,
+        *,
+        idempotency_key: str | None = None,
+        uow: UnitOfWork | None = None,
     ) -> cmd.HoldView:
         """Post the held amount (or part of it) and release the rest of the hold."""
         requested = None if command.amount is None else to_minor(command.amount)
@@ -329,9 +431,12 @@ class LedgerService:
             self._move_held(accounts, hold, -1)
             spec = JournalSpec(
                 command.reference,
-                (LegSpec(hold.debit_account_id, Direction.DEBIT, amount, hold.currency),
-                 LegSpec(hold.credit_account_id, Direction.CREDIT, amount, hold.currency)),
-                command.effective_date, command.description or f"capture of {hold.reference}",
+                (
+                    LegSpec(hold.debit_account_id, Direction.DEBIT, amount, hold.currency),
+                    LegSpec(hold.credit_account_id, Direction.CREDIT, amount, hold.currency),
+                ),
+                command.effective_date,
+                command.description or f"capture of {hold.reference}",
                 {"hold_id": hold.id},
             )
             if store.existing_references(ctx.tenant_id, [command.reference]):
@@ -340,31 +445,58 @@ class LedgerService:
                 )
             journal = apply_journal(scope, accounts, spec)
             store.add_journal(journal)
-            hold = attrs.evolve(hold, status=HoldStatus.CAPTURED, captured_amount=amount,
-                                released_at=scope.now, capture_journal_id=journal.id,
-                                version=hold.version + 1)
+            hold = attrs.evolve(
+                hold,
+                status=HoldStatus.CAPTURED,
+                captured_amount=amount,
+                released_at=scope.now,
+                capture_journal_id=journal.id,
+                version=hold.version + 1,
+            )
             return self._finish_hold(scope, store, accounts, hold)
 
-        return self._runner.run(ctx, CAPTURE, command, handle, idempotency_key=idempotency_key,
-                                resource_id=command.hold_id, uow=uow)
+        return self._runner.run(
+            ctx,
+            CAPTURE,
+            command,
+            handle,
+            idempotency_key=idempotency_key,
+            resource_id=command.hold_id,
+            uow=uow,
+        )
 
     def void_hold(
-        self, ctx: RequestContext, command: cmd.VoidHold, *,
-        idempotency_key: str | None = None, uow: UnitOfWork | None = None,
+        self,
+        ctx: RequestContext,
+        command: cmd.VoidHold,
+        *,
+        idempotency_key: str | None = None,
+        uow: UnitOfWork | None = None,
     ) -> cmd.HoldView:
         def handle(scope: CommandScope) -> cmd.HoldView:
             store, hold, accounts = self._open_hold(scope, command.hold_id)
             self._move_held(accounts, hold, -1)
             self._emit_balances(scope, accounts, "hold", hold.id)
-            hold = attrs.evolve(hold, status=HoldStatus.VOIDED, released_at=scope.now,
-                                version=hold.version + 1)
+            hold = attrs.evolve(
+                hold, status=HoldStatus.VOIDED, released_at=scope.now, version=hold.version + 1
+            )
             return self._finish_hold(scope, store, accounts, hold)
 
-        return self._runner.run(ctx, VOID, command, handle, idempotency_key=idempotency_key,
-                                resource_id=command.hold_id, uow=uow)
+        return self._runner.run(
+            ctx,
+            VOID,
+            command,
+            handle,
+            idempotency_key=idempotency_key,
+            resource_id=command.hold_id,
+            uow=uow,
+        )
 
     def expire_holds(
-        self, ctx: RequestContext, command: cmd.ExpireHolds | None = None, *,
+        self,
+        ctx: RequestContext,
+        command: cmd.ExpireHolds | None = None,
+        *,
         uow: UnitOfWork | None = None,
     ) -> cmd.ExpiredHolds:
         """Release every pending hold whose expiry has passed on the clock."""
@@ -383,15 +515,16 @@ class LedgerService:
                 )
                 self._move_held(accounts, hold, -1)
                 self._emit_balances(scope, accounts, "hold", hold.id)
-                hold = attrs.evolve(hold, status=HoldStatus.EXPIRED, released_at=scope.now,
-                                    version=hold.version + 1)
+                hold = attrs.evolve(
+                    hold, status=HoldStatus.EXPIRED, released_at=scope.now, version=hold.version + 1
+                )
                 self._emit_release(scope, hold)
                 store.save_hold(hold)
                 store.save_accounts(list(accounts.values()))
                 done.append(hold.id)
             store.flush()
             scope.summary = {"expired": len(done)}
-            return cmd.ExpiredHolds(hold_ids=done)
+            return cmd.ExpiredHolds.model_construct(hold_ids=done)
 
         return self._runner.run(ctx, EXPIRE, command, handle, uow=uow)
 
@@ -418,28 +551,33 @@ class LedgerService:
         store.save_hold(hold)
         store.save_accounts(list(accounts.values()))
         store.flush()
-        scope.summary = {"after": {"status": hold.status.value,
-                                   "captured": hold.captured_amount}}
+        scope.summary = {"after": {"status": hold.status.value, "captured": hold.captured_amount}}
         return hold_view(hold)
 
     @staticmethod
     def _emit_release(scope: CommandScope, hold: Hold) -> None:
         scope.emit(
-            ev.HoldReleased(
-                hold_id=hold.id, reason=hold.status.value, amount=money(hold.amount, hold.currency),
+            ev.HoldReleased,
+            dict(
+                hold_id=hold.id,
+                reason=hold.status.value,
+                amount=money(hold.amount, hold.currency),
                 captured=money(hold.captured_amount, hold.currency),
                 released=money(hold.amount - hold.captured_amount, hold.currency),
                 capture_journal_id=hold.capture_journal_id,
             ),
-            hold.id, hold.version,
+            hold.id,
+            hold.version,
         )
 
     @staticmethod
     def _move_held(accounts: dict[str, Account], hold: Hold, sign: int) -> None:
         accounts[hold.debit_account_id] = accounts[hold.debit_account_id].hold(
-            Direction.DEBIT, sign * hold.amount)
+            Direction.DEBIT, sign * hold.amount
+        )
         accounts[hold.credit_account_id] = accounts[hold.credit_account_id].hold(
-            Direction.CREDIT, sign * hold.amount)
+            Direction.CREDIT, sign * hold.amount
+        )
 
     @staticmethod
     def _emit_balances(
@@ -456,8 +594,9 @@ class LedgerService:
         return acc
 
     def _lock_one(self, store: LedgerStore, ctx: RequestContext, account_id: str) -> Account:
-        return self._require(store.lock_accounts(ctx.tenant_id, {account_id}), account_id,
-                             "account_id")
+        return self._require(
+            store.lock_accounts(ctx.tenant_id, {account_id}), account_id, "account_id"
+        )
 
     # -- queries --------------------------------------------------------------------------
     def get_account(
@@ -481,23 +620,33 @@ class LedgerService:
         return account_view(acc)
 
     def list_accounts(
-        self, ctx: RequestContext, *, after_code: str = "", limit: int = 100,
+        self,
+        ctx: RequestContext,
+        *,
+        after_code: str = "",
+        limit: int = 100,
         uow: UnitOfWork | None = None,
     ) -> list[cmd.AccountView]:
         with self._reads.view(ctx, uow) as tx:
-            accs = self.store_factory(tx).list_accounts(ctx.tenant_id, after_code,
-                                                        max(1, min(limit, 1000)))
+            accs = self.store_factory(tx).list_accounts(
+                ctx.tenant_id, after_code, max(1, min(limit, 1000))
+            )
         return [account_view(a) for a in accs]
 
     def balance(
         self, ctx: RequestContext, account_id: str, *, uow: UnitOfWork | None = None
     ) -> cmd.BalanceView:
         view = self.get_account(ctx, account_id, uow=uow)
-        return cmd.BalanceView(account_id=view.id, posted=view.posted, held=view.held,
-                               available=view.available)
+        return cmd.BalanceView.model_construct(
+            account_id=view.id, posted=view.posted, held=view.held, available=view.available
+        )
 
     def posted_balance_as_of(
-        self, ctx: RequestContext, account_id: str, at: datetime, *,
+        self,
+        ctx: RequestContext,
+        account_id: str,
+        at: datetime,
+        *,
         uow: UnitOfWork | None = None,
     ) -> Money:
         """The posted balance as it stood at ``at`` (by posting time)."""
@@ -509,7 +658,12 @@ class LedgerService:
             return from_minor(store.posted_as_of(ctx.tenant_id, account_id, at), acc.currency)
 
     def statement(
-        self, ctx: RequestContext, account_id: str, *, after: int = 0, limit: int = 100,
+        self,
+        ctx: RequestContext,
+        account_id: str,
+        *,
+        after: int = 0,
+        limit: int = 100,
         uow: UnitOfWork | None = None,
     ) -> cmd.Statement:
         """Entries of an account in posting order; pass ``next_after`` back for the next page."""
@@ -521,16 +675,20 @@ class LedgerService:
                 raise AccountNotFound(f"account {account_id} not found", field="account_id")
             rows = store.entries(ctx.tenant_id, account_id, max(0, after), limit + 1)
         lines = [
-            cmd.StatementLine(
-                sequence=e.account_sequence, journal_id=e.journal_id, direction=e.direction,
+            cmd.StatementLine.model_construct(
+                sequence=e.account_sequence,
+                journal_id=e.journal_id,
+                direction=e.direction,
                 amount=from_minor(e.amount, e.currency),
-                balance_after=from_minor(e.balance_after, e.currency), posted_at=e.posted_at,
+                balance_after=from_minor(e.balance_after, e.currency),
+                posted_at=e.posted_at,
             )
             for e in rows[:limit]
         ]
         more = len(rows) > limit
-        return cmd.Statement(account_id=account_id, lines=lines,
-                             next_after=lines[-1].sequence if more else None)
+        return cmd.Statement.model_construct(
+            account_id=account_id, lines=lines, next_after=lines[-1].sequence if more else None
+        )
 
     def get_journal(
         self, ctx: RequestContext, journal_id: str, *, uow: UnitOfWork | None = None

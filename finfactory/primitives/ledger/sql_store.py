@@ -46,23 +46,36 @@ class SqlLedgerStore:
         marks = ", ".join(f":a{i}" for i in range(len(ids)))
         params: dict[str, Any] = {f"a{i}": aid for i, aid in enumerate(ids)}
         params["tenant_id"] = tenant_id
-        sql = (f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE tenant_id = :tenant_id"
-               f" AND id IN ({marks}) ORDER BY id")
+        sql = (
+            f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE tenant_id = :tenant_id"
+            f" AND id IN ({marks}) ORDER BY id"
+        )
         if self._lock:
             sql += " FOR UPDATE"
         return {row[0]: _account_from_tuple(row) for row in self._drv.query(sql, params)}
 
     def get_account(self, tenant_id: str, account_id: str) -> Account | None:
-        row = self._core().execute(
-            select(accounts).where(accounts.c.tenant_id == tenant_id, accounts.c.id == account_id)
-        ).first()
+        row = (
+            self._core()
+            .execute(
+                select(accounts).where(
+                    accounts.c.tenant_id == tenant_id, accounts.c.id == account_id
+                )
+            )
+            .first()
+        )
         return None if row is None else _account(row._mapping)
 
     def account_id_for_code(self, tenant_id: str, code: str) -> str | None:
-        return self._core().execute(
-            select(accounts.c.id).where(accounts.c.tenant_id == tenant_id,
-                                        accounts.c.code == code)
-        ).scalar_one_or_none()
+        return (
+            self._core()
+            .execute(
+                select(accounts.c.id).where(
+                    accounts.c.tenant_id == tenant_id, accounts.c.code == code
+                )
+            )
+            .scalar_one_or_none()
+        )
 
     def list_accounts(self, tenant_id: str, after_code: str, limit: int) -> list[Account]:
         rows = self._core().execute(
@@ -80,13 +93,21 @@ class SqlLedgerStore:
         params["tenant_id"] = tenant_id
         rows = self._drv.query(
             "SELECT reference FROM ledger_journals WHERE tenant_id = :tenant_id"
-            f" AND reference IN ({marks})", params)
+            f" AND reference IN ({marks})",
+            params,
+        )
         return {r[0] for r in rows}
 
     def get_journal(self, tenant_id: str, journal_id: str) -> Journal | None:
-        row = self._core().execute(
-            select(journals).where(journals.c.tenant_id == tenant_id, journals.c.id == journal_id)
-        ).first()
+        row = (
+            self._core()
+            .execute(
+                select(journals).where(
+                    journals.c.tenant_id == tenant_id, journals.c.id == journal_id
+                )
+            )
+            .first()
+        )
         if row is None:
             return None
         legs = self._core().execute(
@@ -94,18 +115,27 @@ class SqlLedgerStore:
         )
         m = row._mapping
         return Journal(
-            id=m["id"], tenant_id=m["tenant_id"], reference=m["reference"],
-            effective_date=m["effective_date"], description=m["description"],
-            metadata=m["metadata"], posted_at=m["posted_at"],
+            id=m["id"],
+            tenant_id=m["tenant_id"],
+            reference=m["reference"],
+            effective_date=m["effective_date"],
+            description=m["description"],
+            metadata=m["metadata"],
+            posted_at=m["posted_at"],
             reverses_journal_id=m["reverses_journal_id"],
             entries=tuple(_entry(e._mapping) for e in legs),
         )
 
     def reversal_of(self, tenant_id: str, journal_id: str) -> str | None:
-        return self._core().execute(
-            select(journals.c.id).where(journals.c.tenant_id == tenant_id,
-                                        journals.c.reverses_journal_id == journal_id)
-        ).scalar_one_or_none()
+        return (
+            self._core()
+            .execute(
+                select(journals.c.id).where(
+                    journals.c.tenant_id == tenant_id, journals.c.reverses_journal_id == journal_id
+                )
+            )
+            .scalar_one_or_none()
+        )
 
     def lock_hold(self, tenant_id: str, hold_id: str) -> Hold | None:
         stmt = select(holds).where(holds.c.tenant_id == tenant_id, holds.c.id == hold_id)
@@ -115,22 +145,34 @@ class SqlLedgerStore:
         return None if row is None else _hold(row._mapping)
 
     def get_hold(self, tenant_id: str, hold_id: str) -> Hold | None:
-        row = self._core().execute(
-            select(holds).where(holds.c.tenant_id == tenant_id, holds.c.id == hold_id)
-        ).first()
+        row = (
+            self._core()
+            .execute(select(holds).where(holds.c.tenant_id == tenant_id, holds.c.id == hold_id))
+            .first()
+        )
         return None if row is None else _hold(row._mapping)
 
     def hold_reference_taken(self, tenant_id: str, reference: str) -> bool:
-        return self._core().execute(
-            select(holds.c.id).where(holds.c.tenant_id == tenant_id,
-                                     holds.c.reference == reference)
-        ).first() is not None
+        return (
+            self._core()
+            .execute(
+                select(holds.c.id).where(
+                    holds.c.tenant_id == tenant_id, holds.c.reference == reference
+                )
+            )
+            .first()
+            is not None
+        )
 
     def expired_hold_ids(self, tenant_id: str, now: datetime, limit: int) -> list[str]:
         rows = self._core().execute(
             select(holds.c.id)
-            .where(holds.c.tenant_id == tenant_id, holds.c.status == HoldStatus.PENDING.value,
-                   holds.c.expires_at.is_not(None), holds.c.expires_at <= now)
+            .where(
+                holds.c.tenant_id == tenant_id,
+                holds.c.status == HoldStatus.PENDING.value,
+                holds.c.expires_at.is_not(None),
+                holds.c.expires_at <= now,
+            )
             .order_by(holds.c.expires_at, holds.c.id)
             .limit(limit)
         )
@@ -141,21 +183,33 @@ class SqlLedgerStore:
     ) -> list[Entry]:
         rows = self._core().execute(
             select(entries)
-            .where(entries.c.tenant_id == tenant_id, entries.c.account_id == account_id,
-                   entries.c.account_sequence > after_sequence)
+            .where(
+                entries.c.tenant_id == tenant_id,
+                entries.c.account_id == account_id,
+                entries.c.account_sequence > after_sequence,
+            )
             .order_by(entries.c.account_sequence)
             .limit(limit)
         )
         return [_entry(r._mapping) for r in rows]
 
     def posted_as_of(self, tenant_id: str, account_id: str, at: datetime) -> int:
-        value = self._core().execute(
-            select(entries.c.balance_after)
-            .where(and_(entries.c.tenant_id == tenant_id, entries.c.account_id == account_id,
-                        entries.c.posted_at <= at))
-            .order_by(entries.c.posted_at.desc(), entries.c.account_sequence.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+        value = (
+            self._core()
+            .execute(
+                select(entries.c.balance_after)
+                .where(
+                    and_(
+                        entries.c.tenant_id == tenant_id,
+                        entries.c.account_id == account_id,
+                        entries.c.posted_at <= at,
+                    )
+                )
+                .order_by(entries.c.posted_at.desc(), entries.c.account_sequence.desc())
+                .limit(1)
+            )
+            .scalar_one_or_none()
+        )
         return int(value or 0)
 
     # -- buffered writes ------------------------------------------------------------------
@@ -167,18 +221,30 @@ class SqlLedgerStore:
             self._saved_accounts[acc.id] = acc
 
     def add_journal(self, journal: Journal) -> None:
-        self._new_journals.append({
-            "id": journal.id, "tenant_id": journal.tenant_id, "reference": journal.reference,
-            "effective_date": journal.effective_date, "description": journal.description,
-            "metadata": journal.metadata, "posted_at": journal.posted_at,
-            "reverses_journal_id": journal.reverses_journal_id,
-        })
+        self._new_journals.append(
+            {
+                "id": journal.id,
+                "tenant_id": journal.tenant_id,
+                "reference": journal.reference,
+                "effective_date": journal.effective_date,
+                "description": journal.description,
+                "metadata": journal.metadata,
+                "posted_at": journal.posted_at,
+                "reverses_journal_id": journal.reverses_journal_id,
+            }
+        )
         self._new_entries.extend(
             {
-                "journal_id": e.journal_id, "leg": e.leg, "tenant_id": e.tenant_id,
-                "account_id": e.account_id, "direction": e.direction.value, "amount": e.amount,
-                "currency": e.currency, "account_sequence": e.account_sequence,
-                "balance_after": e.balance_after, "posted_at": e.posted_at,
+                "journal_id": e.journal_id,
+                "leg": e.leg,
+                "tenant_id": e.tenant_id,
+                "account_id": e.account_id,
+                "direction": e.direction.value,
+                "amount": e.amount,
+                "currency": e.currency,
+                "account_sequence": e.account_sequence,
+                "balance_after": e.balance_after,
+                "posted_at": e.posted_at,
             }
             for e in journal.entries
         )
@@ -213,19 +279,37 @@ class SqlLedgerStore:
                     row[col] = drv.ts(row[col])
             drv.queue(_INSERT_HOLD, self._new_holds)
         if self._saved_accounts:
-            drv.queue(_SAVE_ACCOUNT, [
-                {"id": a.id, "status": a.status.value, "dp": a.debits_posted,
-                 "cp": a.credits_posted, "dh": a.debits_held, "ch": a.credits_held,
-                 "version": a.version, "entry_count": a.entry_count}
-                for a in self._saved_accounts.values()
-            ])
+            drv.queue(
+                _SAVE_ACCOUNT,
+                [
+                    {
+                        "id": a.id,
+                        "status": a.status.value,
+                        "dp": a.debits_posted,
+                        "cp": a.credits_posted,
+                        "dh": a.debits_held,
+                        "ch": a.credits_held,
+                        "version": a.version,
+                        "entry_count": a.entry_count,
+                    }
+                    for a in self._saved_accounts.values()
+                ],
+            )
         if self._saved_holds:
-            drv.queue(_SAVE_HOLD, [
-                {"id": h.id, "status": h.status.value, "captured": h.captured_amount,
-                 "released_at": drv.ts(h.released_at), "journal": h.capture_journal_id,
-                 "version": h.version}
-                for h in self._saved_holds.values()
-            ])
+            drv.queue(
+                _SAVE_HOLD,
+                [
+                    {
+                        "id": h.id,
+                        "status": h.status.value,
+                        "captured": h.captured_amount,
+                        "released_at": drv.ts(h.released_at),
+                        "journal": h.capture_journal_id,
+                        "version": h.version,
+                    }
+                    for h in self._saved_holds.values()
+                ],
+            )
         self._new_accounts, self._new_journals, self._new_entries = [], [], []
         self._new_holds = []
         self._saved_accounts, self._saved_holds = {}, {}
@@ -233,8 +317,7 @@ class SqlLedgerStore:
 
 def _insert_sql(table: str, columns: str) -> str:
     names = [c.strip() for c in columns.split(",")]
-    return (f"INSERT INTO {table} ({', '.join(names)}) VALUES "
-            f"({', '.join(':' + n for n in names)})")
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
 
 
 _ACCOUNT_COLUMNS = (
@@ -272,64 +355,114 @@ _SAVE_HOLD = (
 
 def _account_from_tuple(r: tuple[Any, ...]) -> Account:
     return Account(
-        id=r[0], tenant_id=r[1], code=r[2], currency=r[3], type=AccountType(r[4]),
-        bound=BalanceBound(r[5]), status=AccountStatus(r[6]), metadata=read_json(r[7]),
-        created_at=read_ts(r[8]), debits_posted=int(r[9]), credits_posted=int(r[10]),
-        debits_held=int(r[11]), credits_held=int(r[12]), version=int(r[13]),
+        id=r[0],
+        tenant_id=r[1],
+        code=r[2],
+        currency=r[3],
+        type=AccountType(r[4]),
+        bound=BalanceBound(r[5]),
+        status=AccountStatus(r[6]),
+        metadata=read_json(r[7]),
+        created_at=read_ts(r[8]),
+        debits_posted=int(r[9]),
+        credits_posted=int(r[10]),
+        debits_held=int(r[11]),
+        credits_held=int(r[12]),
+        version=int(r[13]),
         entry_count=int(r[14]),
     )
 
 
 def _account_row(a: Account) -> dict[str, Any]:
     return {
-        "id": a.id, "tenant_id": a.tenant_id, "code": a.code, "currency": a.currency,
-        "type": a.type.value, "balance_bound": a.bound.value, "status": a.status.value,
-        "metadata": a.metadata, "created_at": a.created_at, "debits_posted": a.debits_posted,
-        "credits_posted": a.credits_posted, "debits_held": a.debits_held,
-        "credits_held": a.credits_held, "version": a.version, "entry_count": a.entry_count,
+        "id": a.id,
+        "tenant_id": a.tenant_id,
+        "code": a.code,
+        "currency": a.currency,
+        "type": a.type.value,
+        "balance_bound": a.bound.value,
+        "status": a.status.value,
+        "metadata": a.metadata,
+        "created_at": a.created_at,
+        "debits_posted": a.debits_posted,
+        "credits_posted": a.credits_posted,
+        "debits_held": a.debits_held,
+        "credits_held": a.credits_held,
+        "version": a.version,
+        "entry_count": a.entry_count,
     }
 
 
 def _account(m: Any) -> Account:
     return Account(
-        id=m["id"], tenant_id=m["tenant_id"], code=m["code"], currency=m["currency"],
-        type=AccountType(m["type"]), bound=BalanceBound(m["balance_bound"]),
-        status=AccountStatus(m["status"]), metadata=m["metadata"], created_at=m["created_at"],
-        debits_posted=int(m["debits_posted"]), credits_posted=int(m["credits_posted"]),
-        debits_held=int(m["debits_held"]), credits_held=int(m["credits_held"]),
-        version=int(m["version"]), entry_count=int(m["entry_count"]),
+        id=m["id"],
+        tenant_id=m["tenant_id"],
+        code=m["code"],
+        currency=m["currency"],
+        type=AccountType(m["type"]),
+        bound=BalanceBound(m["balance_bound"]),
+        status=AccountStatus(m["status"]),
+        metadata=m["metadata"],
+        created_at=m["created_at"],
+        debits_posted=int(m["debits_posted"]),
+        credits_posted=int(m["credits_posted"]),
+        debits_held=int(m["debits_held"]),
+        credits_held=int(m["credits_held"]),
+        version=int(m["version"]),
+        entry_count=int(m["entry_count"]),
     )
 
 
 def _entry(m: Any) -> Entry:
     return Entry(
-        journal_id=m["journal_id"], leg=int(m["leg"]), tenant_id=m["tenant_id"],
-        account_id=m["account_id"], direction=Direction(m["direction"]),
-        amount=int(m["amount"]), currency=m["currency"],
-        account_sequence=int(m["account_sequence"]), balance_after=int(m["balance_after"]),
+        journal_id=m["journal_id"],
+        leg=int(m["leg"]),
+        tenant_id=m["tenant_id"],
+        account_id=m["account_id"],
+        direction=Direction(m["direction"]),
+        amount=int(m["amount"]),
+        currency=m["currency"],
+        account_sequence=int(m["account_sequence"]),
+        balance_after=int(m["balance_after"]),
         posted_at=m["posted_at"],
     )
 
 
 def _hold_row(h: Hold) -> dict[str, Any]:
     return {
-        "id": h.id, "tenant_id": h.tenant_id, "reference": h.reference,
-        "debit_account_id": h.debit_account_id, "credit_account_id": h.credit_account_id,
-        "amount": h.amount, "currency": h.currency, "status": h.status.value,
-        "captured_amount": h.captured_amount, "expires_at": h.expires_at,
-        "created_at": h.created_at, "released_at": h.released_at,
-        "capture_journal_id": h.capture_journal_id, "metadata": h.metadata,
+        "id": h.id,
+        "tenant_id": h.tenant_id,
+        "reference": h.reference,
+        "debit_account_id": h.debit_account_id,
+        "credit_account_id": h.credit_account_id,
+        "amount": h.amount,
+        "currency": h.currency,
+        "status": h.status.value,
+        "captured_amount": h.captured_amount,
+        "expires_at": h.expires_at,
+        "created_at": h.created_at,
+        "released_at": h.released_at,
+        "capture_journal_id": h.capture_journal_id,
+        "metadata": h.metadata,
         "version": h.version,
     }
 
 
 def _hold(m: Any) -> Hold:
     return Hold(
-        id=m["id"], tenant_id=m["tenant_id"], reference=m["reference"],
-        debit_account_id=m["debit_account_id"], credit_account_id=m["credit_account_id"],
-        amount=int(m["amount"]), currency=m["currency"], status=HoldStatus(m["status"]),
-        captured_amount=int(m["captured_amount"]), expires_at=m["expires_at"],
-        created_at=m["created_at"], released_at=m["released_at"],
-        capture_journal_id=m["capture_journal_id"], metadata=m["metadata"],
+        id=m["id"],
+        tenant_id=m["tenant_id"],
+        reference=m["reference"],
+        debit_account_id=m["debit_account_id"],
+        credit_account_id=m["credit_account_id"],
+        amount=int(m["amount"]),
+        currency=m["currency"],
+        status=HoldStatus(m["status"]),
+        captured_amount=int(m["captured_amount"]),
+        expires_at=m["expires_at"],
+        created_at=m["created_at"],
+        released_at=m["released_at"],
+        capture_journal_id=m["capture_journal_id"],
+        metadata=m["metadata"],
         version=int(m["version"]),
     )

@@ -57,8 +57,9 @@ accounts = _Table(
         " OR credits_posted + credits_held <= debits_posted",
         name="ck_ledger_accounts_credit_bound",
     ),
-    CheckConstraint("type IN ('asset','liability','equity','revenue','expense')",
-                    name="ck_ledger_accounts_type"),
+    CheckConstraint(
+        "type IN ('asset','liability','equity','revenue','expense')", name="ck_ledger_accounts_type"
+    ),
     CheckConstraint("status IN ('active','frozen','closed')", name="ck_ledger_accounts_status"),
 )
 
@@ -72,8 +73,13 @@ journals = _Table(
     Column("description", Text, nullable=False),
     Column("metadata", JsonDocument, nullable=False),
     Column("posted_at", UtcDateTime, nullable=False),
-    Column("reverses_journal_id", String(36), ForeignKey("ledger_journals.id"), nullable=True,
-           unique=True),
+    Column(
+        "reverses_journal_id",
+        String(36),
+        ForeignKey("ledger_journals.id"),
+        nullable=True,
+        unique=True,
+    ),
     UniqueConstraint("tenant_id", "reference", name="uq_ledger_journals_reference"),
 )
 
@@ -117,9 +123,11 @@ holds = _Table(
     Column("version", BigInteger, nullable=False),
     UniqueConstraint("tenant_id", "reference", name="uq_ledger_holds_reference"),
     CheckConstraint("amount > 0", name="ck_ledger_holds_amount_positive"),
-    CheckConstraint("captured_amount >= 0 AND captured_amount <= amount",
-                    name="ck_ledger_holds_captured_range"),
-    CheckConstraint("status IN ('pending','captured','voided','expired')",
-                    name="ck_ledger_holds_status"),
+    CheckConstraint(
+        "captured_amount >= 0 AND captured_amount <= amount", name="ck_ledger_holds_captured_range"
+    ),
+    CheckConstraint(
+        "status IN ('pending','captured','voided','expired')", name="ck_ledger_holds_status"
+    ),
     Index("ix_ledger_holds_due", "tenant_id", "status", "expires_at"),
 )
