@@ -86,7 +86,7 @@ def declare_event(
     """Class decorator declaring ``cls`` as the payload of event ``name`` (version ``version``)."""
 
     def wrap(cls: type[EventPayload]) -> type[EventPayload]:
-        (registry or REGISTRY).register(
+        (REGISTRY if registry is None else registry).register(
             EventType(name, version, cls, description, primitive, aggregate_type)
         )
         cls.__event_type__ = (name, version)  # type: ignore[attr-defined]
@@ -102,4 +102,4 @@ def event_type_of(
         name, version = payload_type.__event_type__  # type: ignore[attr-defined]
     except AttributeError:
         raise EventDeclarationError(f"{payload_type.__name__} is not a declared event") from None
-    return (registry or REGISTRY).get(name, version)
+    return (REGISTRY if registry is None else registry).get(name, version)

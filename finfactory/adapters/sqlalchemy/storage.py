@@ -73,7 +73,7 @@ def configure_sqlite(engine: Engine) -> None:
         raw.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_engine(url: str, **kwargs: Any) -> Engine:
+def create_engine(url: str | sqlalchemy.URL, **kwargs: Any) -> Engine:
     """``sqlalchemy.create_engine`` with the settings FinFactory relies on."""
     engine = sqlalchemy.create_engine(url, **kwargs)
     configure_sqlite(engine)
