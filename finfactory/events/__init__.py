@@ -1,6 +1,7 @@
 """Event envelope, the registry of event types, and reading the outbox."""
 
 from finfactory.events.envelope import EventEnvelope, PendingEvent
+from finfactory.events.outbox import OutboxReader
 from finfactory.events.registry import (
     REGISTRY,
     EventDeclarationError,
@@ -17,6 +18,7 @@ __all__ = [
     "EventPayload",
     "EventRegistry",
     "EventType",
+    "OutboxReader",
     "PendingEvent",
     "declare_event",
 ]

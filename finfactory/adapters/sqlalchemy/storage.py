@@ -7,6 +7,7 @@ library then writes through it and never commits or rolls it back.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -80,16 +81,36 @@ def create_engine(url: str | sqlalchemy.URL, **kwargs: Any) -> Engine:
     return engine
 
 
-def translate_db_error(err: sa_exc.DBAPIError) -> Exception:
-    orig = err.orig
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    """Base exception classes of the DBAPI drivers (the hot path talks to them directly)."""
+    found: list[type[BaseException]] = [sqlite3.Error]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - the postgres extra is not installed
+        pass
+    else:
+        found.append(psycopg.Error)
+    return tuple(found)
+
+
+DRIVER_ERRORS = _driver_errors()
+
+
+def translate_db_error(err: BaseException) -> Exception:
+    """Driver and SQLAlchemy errors -> the FinFactory error tree (stable codes)."""
+    orig = err.orig if isinstance(err, sa_exc.DBAPIError) else err
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    integrity = isinstance(err, sa_exc.IntegrityError | sqlite3.IntegrityError)
     if sqlstate in ("40001", "40P01"):
         return ConcurrencyError("transaction lost a race; retry it", sqlstate=sqlstate)
-    if isinstance(err, sa_exc.IntegrityError) or (sqlstate or "").startswith("23"):
+    if integrity or (sqlstate or "").startswith("23"):
         return IntegrityViolation(f"database refused the write: {orig}", sqlstate=sqlstate)
-    if isinstance(err, sa_exc.OperationalError) and "locked" in str(orig):
+    if "locked" in str(orig) or "busy" in str(orig):
         return ConcurrencyError("database is locked; retry", sqlstate=sqlstate)
     return StorageError(f"database error: {orig}", sqlstate=sqlstate)
+
+
+_DB_ERRORS: tuple[type[BaseException], ...] = (sa_exc.DBAPIError, *DRIVER_ERRORS)
 
 
 class SqlStorage:
@@ -105,7 +126,7 @@ class SqlStorage:
                     uow = SqlUnitOfWork(conn, owns_transaction=True)
                     yield uow
                     uow.flush()
-        except sa_exc.DBAPIError as err:
+        except _DB_ERRORS as err:
             raise translate_db_error(err) from err
 
     @contextmanager
@@ -116,7 +137,7 @@ class SqlStorage:
                 with conn.begin() as tx:
                     yield SqlUnitOfWork(conn, owns_transaction=True)
                     tx.rollback()
-        except sa_exc.DBAPIError as err:
+        except _DB_ERRORS as err:
             raise translate_db_error(err) from err
 
     @staticmethod
@@ -132,5 +153,5 @@ class SqlStorage:
             uow = SqlUnitOfWork(conn, owns_transaction=False)
             yield uow
             uow.flush()
-        except sa_exc.DBAPIError as err:
+        except _DB_ERRORS as err:
             raise translate_db_error(err) from err

@@ -1,0 +1,41 @@
+"""Reading the transactional outbox directly (the "database polling" way of consuming).
+
+Positions follow commit order, so a consumer that remembers the last position it handled
+and asks for ``position > last`` never skips an event, even one a slower transaction commits
+later (see docs/kernel.md for why this holds on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import attrs
+
+from finfactory.events.envelope import EventEnvelope
+from finfactory.kernel.ports import Storage
+
+
+@attrs.define
+class OutboxReader:
+    """A cursor over committed events, optionally for one tenant."""
+
+    storage: Storage
+    tenant_id: str | None = None
+    batch_size: int = 500
+
+    def read(self, after_position: int = 0, limit: int | None = None) -> list[EventEnvelope]:
+        """Committed events with ``position > after_position``, oldest first."""
+        with self.storage.read() as tx:
+            return tx.kernel.read_events(
+                after_position, limit or self.batch_size, tenant_id=self.tenant_id
+            )
+
+    def drain(self, after_position: int = 0) -> Iterator[EventEnvelope]:
+        """Every event committed after ``after_position`` as of now, in batches."""
+        cursor = after_position
+        while True:
+            batch = self.read(cursor)
+            if not batch:
+                return
+            yield from batch
+            cursor = batch[-1].position or cursor
