@@ -20,33 +20,44 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from moneyed import Money
 
-from finfactory.adapters.sqlalchemy.migrate import downgrade, migrate
-from finfactory.adapters.sqlalchemy.storage import SqlStorage, create_engine
-from finfactory.events.envelope import EventEnvelope
-from finfactory.kernel.audit import verify_chain
-from finfactory.kernel.authz import default_policy
-from finfactory.kernel.clock import Clock, IdGenerator, SystemClock, UuidGenerator
-from finfactory.kernel.config import TenantConfigService
-from finfactory.kernel.context import Actor, ActorKind, RequestContext
-from finfactory.kernel.errors import FinFactoryError, IdempotencyConflict
-from finfactory.primitives.ledger import commands as c
-from finfactory.primitives.ledger.errors import BalanceBoundExceeded
-from finfactory.primitives.ledger.model import AccountType, BalanceBound, Direction, HoldStatus
-from finfactory.primitives.ledger.service import LedgerService
-from finfactory.primitives.ledger.settings import LedgerSettings
+from finfactory.adapters.sqlalchemy import SqlStorage, create_engine, downgrade, migrate
+from finfactory.events import EventEnvelope
+from finfactory.kernel import (
+    Actor,
+    ActorKind,
+    Clock,
+    FinFactoryError,
+    IdempotencyConflict,
+    IdGenerator,
+    RequestContext,
+    SystemClock,
+    TenantConfigService,
+    UuidGenerator,
+    default_policy,
+    verify_chain,
+)
+from finfactory.primitives import ledger as lg
 from finfactory.testing import ManualClock, SequentialIds
 
 DEFAULT_URL = "sqlite:///finfactory-demo.db"
 TENANT = "demo-wallet-ph"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-DEBIT, CREDIT = Direction.DEBIT, Direction.CREDIT
-NO_OVERDRAFT, UNBOUNDED = BalanceBound.DEBITS_NOT_OVER_CREDITS, BalanceBound.NONE
+ASSET, LIABILITY, REVENUE = lg.AccountType.ASSET, lg.AccountType.LIABILITY, lg.AccountType.REVENUE
+NO_OVERDRAFT, UNBOUNDED = lg.BalanceBound.DEBITS_NOT_OVER_CREDITS, lg.BalanceBound.NONE
 _NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
+# How the events table summarises each payload (str.format over the payload's fields).
+SUMMARIES = {
+    "ledger.account.opened": "{code}: {type}, bound {balance_bound}",
+    "journal.posted": "{reference}: {legs_text}",
+    "balance.updated": "{posted[amount]} / {held[amount]} / {available[amount]} after {cause}",
+    "hold.created": "{reference}: {amount[amount]} {amount[currency]}",
+    "hold.released": "{reason}: captured {captured[amount]}, released {released[amount]}",
+    "transaction.reversed": "reversed by {reference}: {reason}",
+}
 
 
 class DemoFailure(Exception):
@@ -66,8 +77,16 @@ def fmt(money: Money) -> str:
     return f"{money.amount:,}"
 
 
-def leg(account_id: str, direction: Direction, amount: str) -> c.Leg:
-    return c.Leg(account_id=account_id, direction=direction, amount=php(amount))
+def dr(account_id: str, amount: str) -> lg.Leg:
+    return lg.Leg(account_id=account_id, direction=lg.Direction.DEBIT, amount=php(amount))
+
+
+def cr(account_id: str, amount: str) -> lg.Leg:
+    return lg.Leg(account_id=account_id, direction=lg.Direction.CREDIT, amount=php(amount))
+
+
+def journal(reference: str, *legs: lg.Leg) -> lg.PostJournal:
+    return lg.PostJournal(reference=reference, legs=list(legs))
 
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -76,8 +95,8 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]
     numeric = [bool(rows) and all(_NUMBER.match(r[i]) for r in rows) for i in range(len(widths))]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(cell.rjust(w) if num else cell.ljust(w)
-                         for cell, w, num in zip(cells, widths, numeric, strict=True)).rstrip()
+        aligned = zip(cells, widths, numeric, strict=True)
+        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in aligned).rstrip()
 
     print(f"\n{title}\n{line(headers)}\n{line(['-' * w for w in widths])}")
     for row in rows:
@@ -98,25 +117,13 @@ def fresh_engine(url: str) -> sa.Engine:
     return engine
 
 
-def event_summary(e: EventEnvelope, names: dict[str, str]) -> str:
-    p: dict[str, Any] = e.payload
-    if e.event_type == "ledger.account.opened":
-        return f"{p['code']}: {p['type']}, bound {p['balance_bound']}"
-    if e.event_type == "journal.posted":
-        return f"{p['reference']}: " + ", ".join(
-            f"{x['direction'][0].upper()} {x['account_code']} {x['amount']['amount']}"
-            for x in p["legs"])
-    if e.event_type == "balance.updated":
-        return (f"{p['posted']['amount']} / {p['held']['amount']} / {p['available']['amount']}"
-                f" after {p['cause_type']} {names[p['cause_id']]}")
-    if e.event_type == "hold.created":
-        return f"{p['reference']}: {p['amount']['amount']} {p['amount']['currency']}"
-    if e.event_type == "hold.released":
-        return (f"{p['reason']}: captured {p['captured']['amount']},"
-                f" released {p['released']['amount']}")
-    if e.event_type == "transaction.reversed":
-        return f"reversed by {p['reference']}: {p['reason']}"
-    return ", ".join(f"{k}={v}" for k, v in sorted(p.items()))[:60]
+def event_row(e: EventEnvelope, names: dict[str, str]) -> list[str]:
+    p = e.payload
+    legs = [f"{x['direction'][0].upper()} {x['account_code']} {x['amount']['amount']}" for x in p.get("legs", [])]
+    cause = f"{p.get('cause_type')} {names.get(p.get('cause_id', ''))}"
+    summary = SUMMARIES[e.event_type].format(**p, legs_text=", ".join(legs), cause=cause)
+    aggregate = f"{e.aggregate_type}:{names.get(e.aggregate_id, e.aggregate_id)}"
+    return [str(e.position), e.event_type, aggregate, str(e.aggregate_sequence), summary]
 
 
 def run(url: str, deterministic: bool) -> None:
@@ -131,11 +138,13 @@ def run(url: str, deterministic: bool) -> None:
         clock, ids = SystemClock(), UuidGenerator()
     storage = SqlStorage(engine)
     policy = default_policy()
-    ledger = LedgerService(storage, policy, clock, ids)
+    ledger = lg.LedgerService(storage, policy, clock, ids)
     config = TenantConfigService(storage, policy, clock, ids)
     actor = Actor("ops-console", ActorKind.SERVICE, frozenset({"ledger.operator", "config.admin"}))
-    ctx = (RequestContext.from_traceparent(TRACEPARENT, tenant_id=TENANT, actor=actor)
-           if deterministic else RequestContext(tenant_id=TENANT, actor=actor))
+    if deterministic:
+        ctx = RequestContext.from_traceparent(TRACEPARENT, tenant_id=TENANT, actor=actor)
+    else:
+        ctx = RequestContext(tenant_id=TENANT, actor=actor)
     names: dict[str, str] = {}  # account, journal and hold ids -> readable names
     numbers = itertools.count(1)
 
@@ -145,98 +154,85 @@ def run(url: str, deterministic: bool) -> None:
     print(f"FinFactory ledger demo on {engine.url.render_as_string(hide_password=True)}")
     print(f"tenant {TENANT}, actor {actor.id}, trace {ctx.trace_id}\n")
 
-    config.update(ctx, LedgerSettings, {"allowed_currencies": ["PHP"]},
-                  reason="PHP-only e-wallet programme")
+    config.update(ctx, lg.LedgerSettings, {"allowed_currencies": ["PHP"]}, reason="PHP only")
     step("tenant settings: the ledger accepts PHP accounts only")
 
-    def open_account(code: str, kind: AccountType, bound: BalanceBound) -> str:
-        acc = ledger.open_account(ctx, c.OpenAccount(code=code, currency="PHP", type=kind,
-                                                     balance_bound=bound))
-        names[acc.id] = code
-        return acc.id
+    def open_account(code: str, kind: lg.AccountType, bound: lg.BalanceBound) -> str:
+        command = lg.OpenAccount(code=code, currency="PHP", type=kind, balance_bound=bound)
+        names[(account := ledger.open_account(ctx, command)).id] = code
+        return account.id
 
-    cash = open_account("cash.settlement", AccountType.ASSET, UNBOUNDED)
-    alice = open_account("wallet.alice", AccountType.LIABILITY, NO_OVERDRAFT)
-    bob = open_account("wallet.bob", AccountType.LIABILITY, NO_OVERDRAFT)
-    shop = open_account("merchant.sari-sari", AccountType.LIABILITY, UNBOUNDED)
-    fees = open_account("fees.revenue", AccountType.REVENUE, UNBOUNDED)
+    cash = open_account("cash.settlement", ASSET, UNBOUNDED)
+    alice = open_account("wallet.alice", LIABILITY, NO_OVERDRAFT)
+    bob = open_account("wallet.bob", LIABILITY, NO_OVERDRAFT)
+    shop = open_account("merchant.sari-sari", LIABILITY, UNBOUNDED)
+    fees = open_account("fees.revenue", REVENUE, UNBOUNDED)
     step("opened 5 accounts: " + ", ".join(names.values()))
 
-    def post(reference: str, *legs: c.Leg) -> None:
-        journal = ledger.post_journal(ctx, c.PostJournal(reference=reference, legs=list(legs)))
-        names[journal.id] = reference
+    def post(command: lg.PostJournal, key: str | None = None) -> lg.JournalView:
+        names[(posted := ledger.post_journal(ctx, command, idempotency_key=key)).id] = posted.reference
+        return posted
 
-    post("cashin-0001", leg(cash, DEBIT, "1000.00"), leg(alice, CREDIT, "1000.00"))
-    post("cashin-0002", leg(cash, DEBIT, "500.00"), leg(bob, CREDIT, "500.00"))
+    post(journal("cashin-0001", dr(cash, "1000.00"), cr(alice, "1000.00")))
+    post(journal("cashin-0002", dr(cash, "500.00"), cr(bob, "500.00")))
     step("cash-ins: alice 1,000.00, bob 500.00")
 
-    post("pay-0001", leg(alice, DEBIT, "255.00"), leg(shop, CREDIT, "250.00"),
-         leg(fees, CREDIT, "5.00"))
+    post(journal("pay-0001", dr(alice, "255.00"), cr(shop, "250.00"), cr(fees, "5.00")))
     step("alice pays the sari-sari store 250.00 plus a 5.00 fee (one 3-leg journal)")
 
-    batch = ledger.post_journals(ctx, c.PostJournals(journals=[
-        c.PostJournal(reference="p2p-0001",
-                      legs=[leg(alice, DEBIT, "100.00"), leg(bob, CREDIT, "100.00")]),
-        c.PostJournal(reference="p2p-0002",
-                      legs=[leg(bob, DEBIT, "40.00"), leg(alice, CREDIT, "40.00")]),
-    ]))
+    transfers = [
+        journal("p2p-0001", dr(alice, "100.00"), cr(bob, "100.00")),
+        journal("p2p-0002", dr(bob, "40.00"), cr(alice, "40.00")),
+    ]
+    batch = ledger.post_journals(ctx, lg.PostJournals(journals=transfers))
     names.update({j.id: j.reference for j in batch.journals})
     step("batch of 2 transfers, all-or-nothing: alice->bob 100.00, bob->alice 40.00")
 
     def hold(reference: str, debit: str, amount: str, expires: datetime | None = None) -> str:
-        view = ledger.create_hold(ctx, c.CreateHold(
+        command = lg.CreateHold(
             reference=reference, debit_account_id=debit, credit_account_id=shop,
-            amount=php(amount), expires_at=expires))
-        names[view.id] = reference
-        return view.id
+            amount=php(amount), expires_at=expires,
+        )  # fmt: skip
+        names[(created := ledger.create_hold(ctx, command)).id] = reference
+        return created.id
 
-    captured = ledger.capture_hold(ctx, c.CaptureHold(
-        hold_id=hold("order-1001", alice, "300.00"), reference="capture-1001",
-        amount=php("180.00")))
-    expect(captured.status is HoldStatus.CAPTURED and captured.capture_journal_id is not None,
-           "a partial capture should close the hold with a journal")
+    capture = lg.CaptureHold(hold_id=hold("order-1001", alice, "300.00"), reference="capture-1001", amount=php("180.00"))
+    captured = ledger.capture_hold(ctx, capture)
+    expect(captured.status is lg.HoldStatus.CAPTURED, "a partial capture should close the hold")
     names[str(captured.capture_journal_id)] = "capture-1001"
     step("hold order-1001: 300.00 reserved on alice, 180.00 captured, 120.00 released")
 
-    voided = ledger.void_hold(ctx, c.VoidHold(hold_id=hold("order-1002", bob, "120.00"),
-                                              reason="customer cancelled"))
-    expect(voided.status is HoldStatus.VOIDED, "a void should release the hold")
+    void = lg.VoidHold(hold_id=hold("order-1002", bob, "120.00"), reason="customer cancelled")
+    expect(ledger.void_hold(ctx, void).status is lg.HoldStatus.VOIDED, "void should release")
     step("hold order-1002: 120.00 reserved on bob, then voided")
 
-    h3 = hold("order-1003", bob, "60.00", expires=clock.now() + timedelta(seconds=1))
+    lapsing = hold("order-1003", bob, "60.00", expires=clock.now() + timedelta(seconds=1))
     if isinstance(clock, ManualClock):  # let time pass: at once on the manual clock
         clock.advance(timedelta(seconds=2))
     else:
         time.sleep(1.2)
-    expired = ledger.expire_holds(ctx)
-    expect(expired.hold_ids == [h3], f"expected order-1003 to expire, got {expired.hold_ids}")
+    expired = ledger.expire_holds(ctx).hold_ids
+    expect(expired == [lapsing], f"expected order-1003 to expire, got {expired}")
     step("hold order-1003: 60.00 on bob with a 1 s expiry; expire_holds released it")
 
-    reversal = ledger.reverse_journal(ctx, c.ReverseJournal(
-        journal_id=batch.journals[1].id, reference="rev-p2p-0002", reason="sent by mistake"))
-    names[reversal.id] = reversal.reference
+    reverse = lg.ReverseJournal(journal_id=batch.journals[1].id, reference="rev-p2p-0002", reason="sent by mistake")
+    names[(reversal := ledger.reverse_journal(ctx, reverse)).id] = reversal.reference
     step("reversed p2p-0002 by posting rev-p2p-0002 (history is never edited)")
 
-    overspend = c.PostJournal(reference="pay-0002", legs=[leg(bob, DEBIT, "10000.00"),
-                                                          leg(shop, CREDIT, "10000.00")])
+    overspend = journal("pay-0002", dr(bob, "10000.00"), cr(shop, "10000.00"))
     for attempt in ("bob pays 10,000.00 from 600.00", "the retry under the same key"):
         try:
-            ledger.post_journal(ctx, overspend, idempotency_key="checkout-7782")
+            post(overspend, key="checkout-7782")
             raise DemoFailure("a 10,000.00 payment from bob's 600.00 wallet was accepted")
-        except BalanceBoundExceeded as err:
+        except lg.BalanceBoundExceeded as err:
             step(f"{attempt}: refused, {err.code} ({err.message})")
 
-    checkout = c.PostJournal(reference="pay-0003", legs=[leg(alice, DEBIT, "25.00"),
-                                                         leg(shop, CREDIT, "25.00")])
-    first = ledger.post_journal(ctx, checkout, idempotency_key="checkout-7781")
-    names[first.id] = first.reference
-    again = ledger.post_journal(ctx, checkout, idempotency_key="checkout-7781")
+    first = post(journal("pay-0003", dr(alice, "25.00"), cr(shop, "25.00")), key="checkout-7781")
+    again = post(journal("pay-0003", dr(alice, "25.00"), cr(shop, "25.00")), key="checkout-7781")
     expect(again == first, "a replay must return the first result")
-    step(f"checkout-7781 sent twice: one journal {names[again.id]}; the replay returned it")
-    changed = checkout.model_copy(update={"legs": [leg(alice, DEBIT, "26.00"),
-                                                   leg(shop, CREDIT, "26.00")]})
+    step("checkout-7781 sent twice: one journal pay-0003; the replay returned it")
     try:
-        ledger.post_journal(ctx, changed, idempotency_key="checkout-7781")
+        post(journal("pay-0003", dr(alice, "26.00"), cr(shop, "26.00")), key="checkout-7781")
         raise DemoFailure("a different request under a used key was accepted")
     except IdempotencyConflict as err:
         step(f"same key, different amount: refused, {err.code} ({err.message})")
@@ -246,53 +242,53 @@ def run(url: str, deterministic: bool) -> None:
 
     # -- reports --------------------------------------------------------------------------
     accounts = ledger.list_accounts(ctx)
-    print_table("Balances (PHP)", ["account", "type", "posted", "held", "available"],
-                [[a.code, a.type.value, fmt(a.posted), fmt(a.held), fmt(a.available)]
-                 for a in accounts])
-    expected = {"cash.settlement": ("1500.00", "0.00"), "wallet.alice": ("440.00", "40.00"),
-                "wallet.bob": ("600.00", "0.00"), "merchant.sari-sari": ("455.00", "0.00"),
-                "fees.revenue": ("5.00", "0.00")}
+    rows = [[a.code, a.type, fmt(a.posted), fmt(a.held), fmt(a.available)] for a in accounts]
+    print_table("Balances (PHP)", ["account", "type", "posted", "held", "available"], rows)
+    expected = {
+        "cash.settlement": ("1500.00", "0.00"),
+        "wallet.alice": ("440.00", "40.00"),
+        "wallet.bob": ("600.00", "0.00"),
+        "merchant.sari-sari": ("455.00", "0.00"),
+        "fees.revenue": ("5.00", "0.00"),
+    }
     for a in accounts:
         posted, held = expected[a.code]
         expect(a.posted == php(posted) and a.held == php(held), f"{a.code} balance is wrong")
-    assets = sum((a.posted for a in accounts if a.type is AccountType.ASSET), php("0"))
-    others = sum((a.posted for a in accounts if a.type is not AccountType.ASSET), php("0"))
+    assets = sum((a.posted for a in accounts if a.type is ASSET), php("0"))
+    others = sum((a.posted for a in accounts if a.type is not ASSET), php("0"))
     expect(assets == others, "the books do not balance")
     print(f"trial balance: assets {fmt(assets)} = liabilities + revenue {fmt(others)}")
 
-    print_table("Statement of wallet.alice",
-                ["seq", "journal", "side", "amount", "balance", "posted at"],
-                [[str(s.sequence), names[s.journal_id], s.direction.value, fmt(s.amount),
-                  fmt(s.balance_after), s.posted_at.strftime("%H:%M:%S")]
-                 for s in ledger.statement(ctx, alice).lines])
+    lines = ledger.statement(ctx, alice).lines
+    rows = [
+        [str(s.sequence), names[s.journal_id], s.direction, fmt(s.amount), fmt(s.balance_after), f"{s.posted_at:%H:%M:%S}"]
+        for s in lines
+    ]  # fmt: skip
+    headers = ["seq", "journal", "side", "amount", "balance", "posted at"]
+    print_table("Statement of wallet.alice", headers, rows)
 
-    with storage.read() as uow:  # the outbox and audit log, read in one consistent view
+    with storage.read() as uow:  # the outbox and the audit log, in one consistent view
         events = uow.kernel.read_events(0, 1000, TENANT)
         records = list(uow.kernel.audit_records(TENANT))
         check = verify_chain(records, uow.kernel.audit_head(TENANT))
-    print_table(f"Events in the outbox (ff_outbox, {len(events)} rows)",
-                ["pos", "event_type", "aggregate", "seq", "payload"],
-                [[str(e.position), e.event_type,
-                  f"{e.aggregate_type}:{names.get(e.aggregate_id, e.aggregate_id)}",
-                  str(e.aggregate_sequence), event_summary(e, names)] for e in events])
-    missing = {"journal.posted", "balance.updated", "hold.created", "hold.released",
-               "transaction.reversed", "ledger.account.opened"} - {e.event_type for e in events}
+    headers = ["pos", "event_type", "aggregate", "seq", "payload"]
+    title = f"Events in the outbox (ff_outbox, {len(events)} rows)"
+    print_table(title, headers, [event_row(e, names) for e in events])
+    missing = set(SUMMARIES) - {"ledger.account.opened"} - {e.event_type for e in events}
     expect(not missing, f"events missing from the outbox: {sorted(missing)}")
 
-    outcomes = Counter(r.outcome.value for r in records)
     expect(check.ok, f"audit chain broken at record {check.broken_at}: {check.problem}")
-    print(f"\naudit chain: verified, {check.records_checked} records ("
-          + ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
-          + f"); head {records[-1].hash[:16]}")
+    outcomes = Counter(r.outcome.value for r in records)
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+    print(f"\naudit chain: verified, {check.records_checked} records ({summary})")
+    print(f"audit head: #{records[-1].sequence} {records[-1].hash}")
     engine.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="FinFactory ledger demo")
-    parser.add_argument("--database-url", default=DEFAULT_URL,
-                        help=f"SQLAlchemy URL, reset on every run (default {DEFAULT_URL})")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="manual clock and sequential ids: the same output on every run")
+    parser.add_argument("--database-url", default=DEFAULT_URL, help="reset on every run")
+    parser.add_argument("--deterministic", action="store_true", help="manual clock and ids")
     args = parser.parse_args(argv)
     try:
         run(args.database_url, args.deterministic)

@@ -22,7 +22,7 @@ def test_constraint_violation_from_the_driver_is_an_integrity_violation(
 ) -> None:
     storage = make_storage(backend, request)
     assert isinstance(storage, SqlStorage)
-    with pytest.raises(IntegrityViolation) as caught:  # noqa: PT012
+    with pytest.raises(IntegrityViolation) as caught:
         with storage.transaction() as uow:
             assert isinstance(uow, SqlUnitOfWork)
             uow.driver.queue(
