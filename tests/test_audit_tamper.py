@@ -26,6 +26,7 @@ from finfactory.primitives.ledger import commands as c
 from finfactory.primitives.ledger.errors import BalanceBoundExceeded
 from finfactory.primitives.ledger.service import LedgerService
 from finfactory.testing import ManualClock, MemoryStorage, SequentialIds
+from tests.conftest import make_storage
 
 TENANT, OTHER = "tenant-a", "tenant-b"
 
@@ -96,8 +97,7 @@ def run_commands(storage: Storage) -> Setup:
     return Setup(ledger, storage, cash, wallet)
 
 
-def test_denied_command_is_audited_and_changes_nothing() -> None:
-    storage = MemoryStorage()
+def test_denied_command_is_audited_and_changes_nothing(storage: Storage) -> None:
     setup = run_commands(storage)
     ledger, ctx = setup.ledger, _ctx()
     ledger.change_account_status(ctx, c.ChangeAccountStatus(account_id=setup.wallet,
@@ -294,3 +294,24 @@ def test_database_refuses_to_change_append_only_tables(
         assert conn.execute(count_sql).scalar_one() == rows_before
     assert setup.ledger.statement(_ctx(), setup.wallet) == wallet_before
     assert verify(storage).ok
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_audit_head_cannot_be_rewound_or_deleted(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Truncating the chain needs the head moved back; the database refuses that."""
+    storage = make_storage(backend, request)
+    assert isinstance(storage, SqlStorage)
+    ledger = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
+    ctx = RequestContext("t", Actor("ops", ActorKind.USER, frozenset({"admin"})))
+    ledger.open_account(ctx, c.OpenAccount(code="a", currency="PHP", type="asset"))
+    ledger.open_account(ctx, c.OpenAccount(code="b", currency="PHP", type="asset"))
+    for statement in (
+        "UPDATE ff_audit_heads SET last_sequence = last_sequence - 1",
+        "DELETE FROM ff_audit_heads",
+    ):
+        with pytest.raises(sa.exc.DBAPIError), storage.engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+    with storage.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE ff_audit_heads SET last_sequence = last_sequence + 0")

@@ -415,6 +415,11 @@ def test_concurrent_duplicates_lose_with_a_finfactory_error(
     [loser] = results
     assert isinstance(loser, FinFactoryError), (
         f"loser got {type(loser).__module__}.{type(loser).__name__}: {loser}")
+    # The runner retries a transaction it owns that lost such a race, so the loser gets the
+    # same audited domain rejection a sequential caller gets.
+    expected = "ledger.duplicate_account_code" if what == "account_code" else (
+        "ledger.duplicate_reference")
+    assert loser.code == expected
 
 
 def _lock_waiters(engine: sa.Engine) -> int:

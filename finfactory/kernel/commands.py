@@ -22,8 +22,10 @@ from finfactory.kernel.canonical import canonical_json, sha256_hex
 from finfactory.kernel.clock import Clock, IdGenerator
 from finfactory.kernel.context import RequestContext
 from finfactory.kernel.errors import (
+    ConcurrencyError,
     DomainError,
     IdempotencyConflict,
+    IntegrityViolation,
     PermissionDenied,
     ValidationError,
     error_from_dict,
@@ -86,6 +88,7 @@ class CommandRunner:
     clock: Clock
     ids: IdGenerator
     source: str
+    attempts: int = 3
 
     @contextmanager
     def _transaction(self, uow: UnitOfWork | None) -> Iterator[UnitOfWork]:
@@ -176,6 +179,39 @@ class CommandRunner:
                 tx.flush()
             raise PermissionDenied(decision.reason, permission=spec.permission)
 
+        # A transaction we own that loses a race (a unique key taken by a concurrent commit,
+        # a deadlock victim) is run again from the start: the domain checks then see the
+        # winner's rows and answer with the proper, audited rejection. A caller-owned
+        # transaction is the caller's to retry.
+        attempts = 1 if uow is not None else self.attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._attempt(
+                    ctx,
+                    spec,
+                    request,
+                    handler,
+                    idempotency_key,
+                    resource_id,
+                    uow,
+                    decision.reason,
+                )
+            except (IntegrityViolation, ConcurrencyError):
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(
+        self,
+        ctx: RequestContext,
+        spec: CommandSpec[R],
+        request: BaseModel,
+        handler: Callable[[CommandScope], R],
+        idempotency_key: str | None,
+        resource_id: str | None,
+        uow: UnitOfWork | None,
+        reason: str,
+    ) -> R:
         failure: Exception | None = None
         with self._transaction(uow) as tx:
             now = self.clock.now()
@@ -227,7 +263,7 @@ class CommandRunner:
                         spec,
                         now,
                         Outcome.SUCCEEDED,
-                        decision.reason,
+                        reason,
                         scope.resource_id,
                         scope.summary,
                     )

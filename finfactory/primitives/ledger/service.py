@@ -505,23 +505,29 @@ class LedgerService:
         def handle(scope: CommandScope) -> cmd.ExpiredHolds:
             store = self.store_factory(scope.uow)
             due = store.expired_hold_ids(ctx.tenant_id, scope.now, command.limit)
+            # Lock order as everywhere else: holds (ascending id), then all their accounts
+            # at once (ascending id). Holds sharing an account see each other's release.
+            holds = [store.lock_hold(ctx.tenant_id, hold_id) for hold_id in sorted(due)]
+            pending = [h for h in holds if h is not None and h.status is HoldStatus.PENDING]
+            accounts = store.lock_accounts(
+                ctx.tenant_id,
+                {h.debit_account_id for h in pending} | {h.credit_account_id for h in pending},
+            )
             done: list[str] = []
-            for hold_id in sorted(due):
-                hold = store.lock_hold(ctx.tenant_id, hold_id)
-                if hold is None or hold.status is not HoldStatus.PENDING:
-                    continue
-                accounts = store.lock_accounts(
-                    ctx.tenant_id, {hold.debit_account_id, hold.credit_account_id}
-                )
-                self._move_held(accounts, hold, -1)
-                self._emit_balances(scope, accounts, "hold", hold.id)
+            for hold in pending:
+                touched = {
+                    aid: accounts[aid] for aid in (hold.debit_account_id, hold.credit_account_id)
+                }
+                self._move_held(touched, hold, -1)
+                self._emit_balances(scope, touched, "hold", hold.id)
+                accounts.update(touched)
                 hold = attrs.evolve(
                     hold, status=HoldStatus.EXPIRED, released_at=scope.now, version=hold.version + 1
                 )
                 self._emit_release(scope, hold)
                 store.save_hold(hold)
-                store.save_accounts(list(accounts.values()))
                 done.append(hold.id)
+            store.save_accounts([accounts[aid] for aid in sorted(accounts)])
             store.flush()
             scope.summary = {"expired": len(done)}
             return cmd.ExpiredHolds.model_construct(hold_ids=done)

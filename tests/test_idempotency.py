@@ -1,0 +1,230 @@
+"""Idempotency keys: a retry gets the first outcome, never a second execution."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from finfactory.kernel.audit import AuditRecord, Outcome, verify_chain
+from finfactory.kernel.context import Actor, ActorKind, RequestContext
+from finfactory.kernel.errors import IdempotencyConflict, MoneyError, ValidationError
+from finfactory.kernel.money import Money, from_minor
+from finfactory.kernel.ports import Storage
+from finfactory.primitives.ledger import commands as c
+from finfactory.primitives.ledger.errors import BalanceBoundExceeded, HoldNotFound
+from finfactory.primitives.ledger.service import LedgerService
+from finfactory.testing import ManualClock
+
+
+def _ctx(tenant: str = "tenant-a") -> RequestContext:
+    return RequestContext(tenant_id=tenant, actor=Actor("ops", ActorKind.USER,
+                                                        frozenset({"admin"})))
+
+
+def php(minor: int) -> Money:
+    return from_minor(minor, "PHP")
+
+
+def transfer(reference: str, debit: str, credit: str, minor: int) -> c.PostJournal:
+    return c.PostJournal(reference=reference, legs=[
+        c.Leg(account_id=debit, direction="debit", amount=php(minor)),
+        c.Leg(account_id=credit, direction="credit", amount=php(minor)),
+    ])
+
+
+def _accounts(ledger: LedgerService) -> tuple[str, str]:
+    ctx = _ctx()
+    cash = ledger.open_account(ctx, c.OpenAccount(code="cash", currency="PHP",
+                                                  type="asset")).id
+    wallet = ledger.open_account(ctx, c.OpenAccount(
+        code="wallet", currency="PHP", type="liability",
+        balance_bound="debits_must_not_exceed_credits")).id
+    return cash, wallet
+
+
+def _audit(storage: Storage) -> list[AuditRecord]:
+    with storage.read() as uow:
+        return list(uow.kernel.audit_records("tenant-a"))
+
+
+def _event_count(storage: Storage) -> int:
+    with storage.read() as uow:
+        return len(uow.kernel.read_events(0, 1_000_000))
+
+
+def _chain_ok(storage: Storage) -> bool:
+    with storage.read() as uow:
+        return verify_chain(uow.kernel.audit_records("tenant-a"),
+                            uow.kernel.audit_head("tenant-a")).ok
+
+
+def test_replay_returns_the_first_result_without_running_again(
+    ledger: LedgerService, storage: Storage, clock: ManualClock
+) -> None:
+    ctx = _ctx()
+    cash, wallet = _accounts(ledger)
+    request = transfer("pay-1", cash, wallet, 1_500)
+    first = ledger.post_journal(ctx, request, idempotency_key="pay-1-key")
+    statement = ledger.statement(ctx, wallet)
+
+    clock.advance(timedelta(hours=1))
+    # even a request that could no longer run replays: the account is frozen now
+    ledger.change_account_status(ctx, c.ChangeAccountStatus(account_id=wallet,
+                                                            status="frozen"))
+    events, audit = _event_count(storage), _audit(storage)
+    again = ledger.post_journal(ctx, request, idempotency_key="pay-1-key")
+
+    assert again == first
+    assert again.posted_at == first.posted_at
+    assert _event_count(storage) == events
+    assert ledger.statement(ctx, wallet) == statement
+    assert ledger.balance(ctx, wallet).posted == php(1_500)
+    new = _audit(storage)[len(audit):]
+    assert [(r.outcome, r.action) for r in new] == [(Outcome.REPLAYED, "ledger.post_journal")]
+    assert _chain_ok(storage)
+
+
+def test_replays_of_other_commands_return_their_first_result(
+    ledger: LedgerService, storage: Storage
+) -> None:
+    ctx = _ctx()
+    cash, wallet = _accounts(ledger)
+    ledger.post_journal(ctx, transfer("fund", cash, wallet, 5_000))
+    opening = c.OpenAccount(code="savings", currency="PHP", type="liability")
+    opened = ledger.open_account(ctx, opening, idempotency_key="open-savings")
+    assert ledger.open_account(ctx, opening, idempotency_key="open-savings") == opened
+    assert len(ledger.list_accounts(ctx)) == 3
+
+    hold_request = c.CreateHold(reference="h-1", debit_account_id=wallet,
+                                credit_account_id=cash, amount=php(700))
+    hold = ledger.create_hold(ctx, hold_request, idempotency_key="hold-1")
+    captured = ledger.capture_hold(ctx, c.CaptureHold(hold_id=hold.id, reference="cap-1"),
+                                   idempotency_key="cap-1")
+    events = _event_count(storage)
+    # the first results come back, though the hold has moved on since
+    assert ledger.create_hold(ctx, hold_request, idempotency_key="hold-1") == hold
+    assert ledger.capture_hold(ctx, c.CaptureHold(hold_id=hold.id, reference="cap-1"),
+                               idempotency_key="cap-1") == captured
+    assert _event_count(storage) == events
+    assert ledger.balance(ctx, wallet).posted == php(4_300)
+    assert ledger.balance(ctx, wallet).held == php(0)
+
+
+def test_a_domain_rejection_replays_as_the_same_rejection(
+    ledger: LedgerService, storage: Storage
+) -> None:
+    ctx = _ctx()
+    cash, wallet = _accounts(ledger)
+    overdraft = transfer("spend-1", wallet, cash, 2_000)
+
+    with pytest.raises(BalanceBoundExceeded) as first:
+        ledger.post_journal(ctx, overdraft, idempotency_key="spend-1")
+    ledger.post_journal(ctx, transfer("fund", cash, wallet, 10_000))  # now it would succeed
+    events = _event_count(storage)
+
+    with pytest.raises(BalanceBoundExceeded) as replayed:
+        ledger.post_journal(ctx, overdraft, idempotency_key="spend-1")
+
+    assert replayed.value.code == first.value.code == "ledger.insufficient_funds"
+    assert replayed.value.message == first.value.message
+    assert replayed.value.details == first.value.details
+    assert replayed.value.to_dict() == first.value.to_dict()
+    assert ledger.balance(ctx, wallet).posted == php(10_000)
+    assert _event_count(storage) == events
+    outcomes = [(r.outcome, r.action) for r in _audit(storage) if r.action ==
+                "ledger.post_journal"]
+    assert outcomes == [
+        (Outcome.REJECTED, "ledger.post_journal"),
+        (Outcome.SUCCEEDED, "ledger.post_journal"),
+        (Outcome.REPLAYED, "ledger.post_journal"),
+    ]
+    # a rejection on a missing entity replays the same way
+    void = c.VoidHold(hold_id="no-such-hold")
+    with pytest.raises(HoldNotFound):
+        ledger.void_hold(ctx, void, idempotency_key="void-x")
+    with pytest.raises(HoldNotFound) as again:
+        ledger.void_hold(ctx, void, idempotency_key="void-x")
+    assert again.value.code == "ledger.hold_not_found"
+
+
+def test_malformed_input_under_a_key_is_not_stored(
+    ledger: LedgerService, storage: Storage
+) -> None:
+    ctx = _ctx()
+    _accounts(ledger)
+    audit = _audit(storage)
+
+    with pytest.raises(MoneyError) as bad:
+        ledger.open_account(ctx, c.OpenAccount(code="fx", currency="ABC", type="asset"),
+                            idempotency_key="open-fx")
+    assert bad.value.field == "currency"
+    assert _audit(storage) == audit  # nothing was written, not even an audit record
+
+    # the key is still free: a valid request (a different one) under it runs
+    opened = ledger.open_account(ctx, c.OpenAccount(code="fx", currency="USD", type="asset"),
+                                 idempotency_key="open-fx")
+    assert opened.currency == "USD"
+    assert ledger.open_account(ctx, c.OpenAccount(code="fx", currency="USD", type="asset"),
+                               idempotency_key="open-fx") == opened
+
+
+@pytest.mark.parametrize("key", ["", "x" * 201, "line\nbreak", "tab\there"])
+def test_malformed_keys_are_refused_before_anything_runs(
+    ledger: LedgerService, storage: Storage, key: str
+) -> None:
+    ctx = _ctx()
+    cash, wallet = _accounts(ledger)
+    audit, events = _audit(storage), _event_count(storage)
+    with pytest.raises(ValidationError) as err:
+        ledger.post_journal(ctx, transfer("p", cash, wallet, 1), idempotency_key=key)
+    assert err.value.field == "idempotency_key"
+    assert _audit(storage) == audit
+    assert _event_count(storage) == events
+    assert ledger.balance(ctx, wallet).posted == php(0)
+
+
+def test_a_key_accepts_200_printable_characters(ledger: LedgerService) -> None:
+    cash, wallet = _accounts(ledger)
+    key = "k" * 199 + "é"
+    first = ledger.post_journal(_ctx(), transfer("p", cash, wallet, 1), idempotency_key=key)
+    assert ledger.post_journal(_ctx(), transfer("p", cash, wallet, 1),
+                               idempotency_key=key) == first
+
+
+def test_same_key_with_a_different_request_conflicts(
+    ledger: LedgerService, storage: Storage
+) -> None:
+    ctx = _ctx()
+    cash, wallet = _accounts(ledger)
+    first = ledger.post_journal(ctx, transfer("pay", cash, wallet, 100), idempotency_key="k")
+    events = _event_count(storage)
+
+    with pytest.raises(IdempotencyConflict) as amount_changed:
+        ledger.post_journal(ctx, transfer("pay", cash, wallet, 101), idempotency_key="k")
+    assert amount_changed.value.code == "idempotency_conflict"
+    with pytest.raises(IdempotencyConflict):
+        ledger.post_journal(ctx, transfer("pay-2", cash, wallet, 100), idempotency_key="k")
+    with pytest.raises(IdempotencyConflict):  # another command under the same key
+        ledger.open_account(ctx, c.OpenAccount(code="k", currency="PHP", type="asset"),
+                            idempotency_key="k")
+
+    assert _event_count(storage) == events
+    assert ledger.balance(ctx, wallet).posted == php(100)
+    assert [r.outcome for r in _audit(storage)][-3:] == [Outcome.CONFLICT] * 3
+    # the original request still replays
+    assert ledger.post_journal(ctx, transfer("pay", cash, wallet, 100),
+                               idempotency_key="k") == first
+    assert _chain_ok(storage)
+
+
+def test_a_stored_rejection_also_conflicts_with_a_different_request(
+    ledger: LedgerService,
+) -> None:
+    ctx = _ctx()
+    cash, wallet = _accounts(ledger)
+    with pytest.raises(BalanceBoundExceeded):
+        ledger.post_journal(ctx, transfer("x", wallet, cash, 5), idempotency_key="r")
+    with pytest.raises(IdempotencyConflict):
+        ledger.post_journal(ctx, transfer("x", cash, wallet, 5), idempotency_key="r")
+    assert ledger.balance(ctx, wallet).posted == php(0)
