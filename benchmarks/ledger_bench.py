@@ -70,12 +70,15 @@ def fresh_sqlite(path: Path) -> sa.Engine:
 
 
 def open_pair(ledger: LedgerService, tag: str) -> tuple[str, str]:
-    cash = ledger.open_account(CTX, c.OpenAccount(code=f"cash-{tag}", currency="PHP",
-                                                  type="asset"))
+    cash = ledger.open_account(CTX, c.OpenAccount(code=f"cash-{tag}", currency="PHP", type="asset"))
     wallet = ledger.open_account(
         CTX,
-        c.OpenAccount(code=f"wallet-{tag}", currency="PHP", type="liability",
-                      balance_bound="debits_must_not_exceed_credits"),
+        c.OpenAccount(
+            code=f"wallet-{tag}",
+            currency="PHP",
+            type="liability",
+            balance_bound="debits_must_not_exceed_credits",
+        ),
     )
     return cash.id, wallet.id
 
@@ -148,66 +151,125 @@ def sample_rows(engine: sa.Engine) -> dict[str, Any]:
     }
 
 
-def raw_rows(i: int, tag: str, cash: str, wallet: str, sample: dict[str, Any],
-             now: Any) -> list[tuple[str, dict[str, Any]]]:
+def raw_rows(
+    i: int, tag: str, cash: str, wallet: str, sample: dict[str, Any], now: Any
+) -> list[tuple[str, dict[str, Any]]]:
     jid = str(uuid.uuid4())
     rows: list[tuple[str, dict[str, Any]]] = [
-        ("INSERT INTO ff_idempotency (tenant_id, key, command, request_hash, succeeded,"
-         " response, created_at) VALUES (:t, :k, 'ledger.post_journal', :h, :ok, :r, :now)",
-         {"t": "raw", "k": f"{tag}-{i}", "h": "0" * 64, "ok": True, "r": sample["response"],
-          "now": now}),
-        ("INSERT INTO ledger_journals (id, tenant_id, reference, effective_date, description,"
-         " metadata, posted_at, reverses_journal_id) VALUES (:id, 'raw', :ref, :day, '', '{}',"
-         " :now, NULL)",
-         {"id": jid, "ref": f"{tag}-{i}", "day": "2026-01-01", "now": now}),
+        (
+            "INSERT INTO ff_idempotency (tenant_id, key, command, request_hash, succeeded,"
+            " response, created_at) VALUES (:t, :k, 'ledger.post_journal', :h, :ok, :r, :now)",
+            {
+                "t": "raw",
+                "k": f"{tag}-{i}",
+                "h": "0" * 64,
+                "ok": True,
+                "r": sample["response"],
+                "now": now,
+            },
+        ),
+        (
+            "INSERT INTO ledger_journals (id, tenant_id, reference, effective_date, description,"
+            " metadata, posted_at, reverses_journal_id) VALUES (:id, 'raw', :ref, :day, '', '{}',"
+            " :now, NULL)",
+            {"id": jid, "ref": f"{tag}-{i}", "day": "2026-01-01", "now": now},
+        ),
     ]
     for leg, (acc, direction) in enumerate(((cash, "debit"), (wallet, "credit"))):
-        rows.append((
-            "INSERT INTO ledger_entries (journal_id, leg, tenant_id, account_id, direction,"
-            " amount, currency, account_sequence, balance_after, posted_at) VALUES (:j, :leg,"
-            " 'raw', :acc, :dir, 125, 'PHP', :seq, :bal, :now)",
-            {"j": jid, "leg": leg, "acc": acc, "dir": direction, "seq": i + 1,
-             "bal": 125 * (i + 1), "now": now}))
-    rows.append(("UPDATE ledger_accounts SET debits_posted = debits_posted + 125,"
-                 " version = version + 1, entry_count = entry_count + 1 WHERE id = :id",
-                 {"id": cash}))
-    rows.append(("UPDATE ledger_accounts SET credits_posted = credits_posted + 125,"
-                 " version = version + 1, entry_count = entry_count + 1 WHERE id = :id",
-                 {"id": wallet}))
+        rows.append(
+            (
+                "INSERT INTO ledger_entries (journal_id, leg, tenant_id, account_id, direction,"
+                " amount, currency, account_sequence, balance_after, posted_at) VALUES (:j, :leg,"
+                " 'raw', :acc, :dir, 125, 'PHP', :seq, :bal, :now)",
+                {
+                    "j": jid,
+                    "leg": leg,
+                    "acc": acc,
+                    "dir": direction,
+                    "seq": i + 1,
+                    "bal": 125 * (i + 1),
+                    "now": now,
+                },
+            )
+        )
+    rows.append(
+        (
+            "UPDATE ledger_accounts SET debits_posted = debits_posted + 125,"
+            " version = version + 1, entry_count = entry_count + 1 WHERE id = :id",
+            {"id": cash},
+        )
+    )
+    rows.append(
+        (
+            "UPDATE ledger_accounts SET credits_posted = credits_posted + 125,"
+            " version = version + 1, entry_count = entry_count + 1 WHERE id = :id",
+            {"id": wallet},
+        )
+    )
     for n, (etype, payload) in enumerate(sample["events"]):
-        rows.append((
-            "INSERT INTO ff_outbox (id, event_type, schema_version, tenant_id, source,"
-            " aggregate_type, aggregate_id, aggregate_sequence, payload, recorded_at, trace_id,"
-            " correlation_id, causation_id) VALUES (:id, :et, 1, 'raw', 'ledger', :at, :aid,"
-            " :seq, :p, :now, :tr, :tr, NULL)",
-            {"id": str(uuid.uuid4()), "et": etype, "at": f"agg{n}", "aid": jid,
-             "seq": 1, "p": payload, "now": now, "tr": "a" * 32}))
-    rows.append(("UPDATE ff_audit_heads SET last_sequence = :seq, last_hash = :h"
-                 " WHERE tenant_id = 'raw'", {"seq": i + 1, "h": "b" * 64}))
-    rows.append((
-        "INSERT INTO ff_audit_log (tenant_id, sequence, id, occurred_at, actor_id, actor_kind,"
-        " action, resource_type, resource_id, outcome, reason, trace_id, summary, prev_hash,"
-        " hash) VALUES ('raw', :seq, :id, :now, 'bench-runner', 'service',"
-        " 'ledger.post_journal', 'journal', :jid, 'succeeded', 'role admin grants', :tr, :s,"
-        " :h, :h)",
-        {"seq": i + 1, "id": str(uuid.uuid4()), "now": now, "jid": jid, "tr": "a" * 32,
-         "s": sample["summary"], "h": "c" * 64}))
+        rows.append(
+            (
+                "INSERT INTO ff_outbox (id, event_type, schema_version, tenant_id, source,"
+                " aggregate_type, aggregate_id, aggregate_sequence, payload, recorded_at, trace_id,"
+                " correlation_id, causation_id) VALUES (:id, :et, 1, 'raw', 'ledger', :at, :aid,"
+                " :seq, :p, :now, :tr, :tr, NULL)",
+                {
+                    "id": str(uuid.uuid4()),
+                    "et": etype,
+                    "at": f"agg{n}",
+                    "aid": jid,
+                    "seq": 1,
+                    "p": payload,
+                    "now": now,
+                    "tr": "a" * 32,
+                },
+            )
+        )
+    rows.append(
+        (
+            "UPDATE ff_audit_heads SET last_sequence = :seq, last_hash = :h"
+            " WHERE tenant_id = 'raw'",
+            {"seq": i + 1, "h": "b" * 64},
+        )
+    )
+    rows.append(
+        (
+            "INSERT INTO ff_audit_log (tenant_id, sequence, id, occurred_at, actor_id, actor_kind,"
+            " action, resource_type, resource_id, outcome, reason, trace_id, summary, prev_hash,"
+            " hash) VALUES ('raw', :seq, :id, :now, 'bench-runner', 'service',"
+            " 'ledger.post_journal', 'journal', :jid, 'succeeded', 'role admin grants', :tr, :s,"
+            " :h, :h)",
+            {
+                "seq": i + 1,
+                "id": str(uuid.uuid4()),
+                "now": now,
+                "jid": jid,
+                "tr": "a" * 32,
+                "s": sample["summary"],
+                "h": "c" * 64,
+            },
+        )
+    )
     return rows
 
 
 def seed_raw(execute: Callable[[str, dict[str, Any]], None], now: Any) -> tuple[str, str]:
     cash, wallet = str(uuid.uuid4()), str(uuid.uuid4())
-    for aid, code, kind, bound in ((cash, "cash", "asset", "none"),
-                                   (wallet, "wallet", "liability",
-                                    "debits_must_not_exceed_credits")):
+    for aid, code, kind, bound in (
+        (cash, "cash", "asset", "none"),
+        (wallet, "wallet", "liability", "debits_must_not_exceed_credits"),
+    ):
         execute(
             "INSERT INTO ledger_accounts (id, tenant_id, code, currency, type, balance_bound,"
             " status, metadata, created_at, debits_posted, credits_posted, debits_held,"
             " credits_held, version, entry_count) VALUES (:id, 'raw', :code, 'PHP', :kind,"
             " :bound, 'active', '{}', :now, 0, 0, 0, 0, 1, 0)",
-            {"id": aid, "code": code, "kind": kind, "bound": bound, "now": now})
-    execute("INSERT INTO ff_audit_heads (tenant_id, last_sequence, last_hash)"
-            " VALUES ('raw', 0, :h)", {"h": "0" * 64})
+            {"id": aid, "code": code, "kind": kind, "bound": bound, "now": now},
+        )
+    execute(
+        "INSERT INTO ff_audit_heads (tenant_id, last_sequence, last_hash) VALUES ('raw', 0, :h)",
+        {"h": "0" * 64},
+    )
     return cash, wallet
 
 
@@ -223,7 +285,7 @@ def raw_sqlite(path: Path, sample: dict[str, Any], n: int, per_tx: int) -> float
     def run() -> None:
         for start in range(0, n, per_tx):
             conn.execute("BEGIN IMMEDIATE")
-            for rows in work[start:start + per_tx]:
+            for rows in work[start : start + per_tx]:
                 for sql, params in rows:
                     conn.execute(sql, params)
             conn.execute("COMMIT")
@@ -255,7 +317,7 @@ def raw_postgres(url: str, sample: dict[str, Any], n: int, per_tx: int) -> float
     def run() -> None:
         for start in range(0, n, per_tx):
             with conn.transaction():
-                for rows in work[start:start + per_tx]:
+                for rows in work[start : start + per_tx]:
                     for sql, params in rows:
                         conn.execute(pg(sql), params)  # type: ignore[arg-type]
 

@@ -31,8 +31,9 @@ from tests.conftest import make_storage
 TENANT, OTHER = "tenant-a", "tenant-b"
 
 
-def _ctx(tenant: str = TENANT, roles: frozenset[str] = frozenset({"admin"}),
-         actor: str = "ops-1") -> RequestContext:
+def _ctx(
+    tenant: str = TENANT, roles: frozenset[str] = frozenset({"admin"}), actor: str = "ops-1"
+) -> RequestContext:
     return RequestContext(tenant_id=tenant, actor=Actor(actor, ActorKind.USER, roles))
 
 
@@ -41,10 +42,13 @@ def php(minor: int) -> Money:
 
 
 def transfer(reference: str, debit: str, credit: str, minor: int) -> c.PostJournal:
-    return c.PostJournal(reference=reference, legs=[
-        c.Leg(account_id=debit, direction="debit", amount=php(minor)),
-        c.Leg(account_id=credit, direction="credit", amount=php(minor)),
-    ])
+    return c.PostJournal(
+        reference=reference,
+        legs=[
+            c.Leg(account_id=debit, direction="debit", amount=php(minor)),
+            c.Leg(account_id=credit, direction="credit", amount=php(minor)),
+        ],
+    )
 
 
 def records(storage: Storage, tenant: str = TENANT) -> list[AuditRecord]:
@@ -74,42 +78,53 @@ def run_commands(storage: Storage) -> Setup:
     """Eight audited commands for TENANT (one denied, one rejected) and two for OTHER."""
     ledger = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
     ctx = _ctx()
-    cash = ledger.open_account(ctx, c.OpenAccount(code="cash", currency="PHP",
-                                                  type="asset")).id
-    wallet = ledger.open_account(ctx, c.OpenAccount(
-        code="wallet", currency="PHP", type="liability",
-        balance_bound="debits_must_not_exceed_credits")).id
+    cash = ledger.open_account(ctx, c.OpenAccount(code="cash", currency="PHP", type="asset")).id
+    wallet = ledger.open_account(
+        ctx,
+        c.OpenAccount(
+            code="wallet",
+            currency="PHP",
+            type="liability",
+            balance_bound="debits_must_not_exceed_credits",
+        ),
+    ).id
     ledger.post_journal(ctx, transfer("fund", cash, wallet, 5_000))
     with pytest.raises(PermissionDenied):
-        ledger.post_journal(_ctx(roles=frozenset({"ledger.viewer"}), actor="viewer-9"),
-                            transfer("sneaky", cash, wallet, 1))
+        ledger.post_journal(
+            _ctx(roles=frozenset({"ledger.viewer"}), actor="viewer-9"),
+            transfer("sneaky", cash, wallet, 1),
+        )
     with pytest.raises(BalanceBoundExceeded):
         ledger.post_journal(ctx, transfer("overdraw", wallet, cash, 9_999))
-    hold = ledger.create_hold(ctx, c.CreateHold(reference="h", debit_account_id=wallet,
-                                                credit_account_id=cash, amount=php(100)))
+    hold = ledger.create_hold(
+        ctx,
+        c.CreateHold(
+            reference="h", debit_account_id=wallet, credit_account_id=cash, amount=php(100)
+        ),
+    )
     ledger.void_hold(ctx, c.VoidHold(hold_id=hold.id))
-    ledger.change_account_status(ctx, c.ChangeAccountStatus(account_id=wallet,
-                                                            status="frozen"))
+    ledger.change_account_status(ctx, c.ChangeAccountStatus(account_id=wallet, status="frozen"))
     other = _ctx(OTHER)
     a = ledger.open_account(other, c.OpenAccount(code="cash", currency="PHP", type="asset"))
-    ledger.change_account_status(other, c.ChangeAccountStatus(account_id=a.id,
-                                                              status="frozen"))
+    ledger.change_account_status(other, c.ChangeAccountStatus(account_id=a.id, status="frozen"))
     return Setup(ledger, storage, cash, wallet)
 
 
 def test_denied_command_is_audited_and_changes_nothing(storage: Storage) -> None:
     setup = run_commands(storage)
     ledger, ctx = setup.ledger, _ctx()
-    ledger.change_account_status(ctx, c.ChangeAccountStatus(account_id=setup.wallet,
-                                                            status="active"))
+    ledger.change_account_status(
+        ctx, c.ChangeAccountStatus(account_id=setup.wallet, status="active")
+    )
     balances = (ledger.balance(ctx, setup.cash), ledger.balance(ctx, setup.wallet))
     events = outbox_size(storage)
     before = records(storage)
     viewer = _ctx(roles=frozenset({"ledger.viewer"}), actor="viewer-9")
 
     with pytest.raises(PermissionDenied) as denied:
-        ledger.post_journal(viewer, transfer("sneaky-2", setup.cash, setup.wallet, 1),
-                            idempotency_key="viewer-key")
+        ledger.post_journal(
+            viewer, transfer("sneaky-2", setup.cash, setup.wallet, 1), idempotency_key="viewer-key"
+        )
     assert denied.value.details["permission"] == "ledger.journal.post"
 
     after = records(storage)
@@ -123,8 +138,9 @@ def test_denied_command_is_audited_and_changes_nothing(storage: Storage) -> None
     assert outbox_size(storage) == events
     assert len(ledger.statement(ctx, setup.wallet).lines) == 1
     # the denied call did not take the idempotency key: an allowed caller's request runs
-    view = ledger.post_journal(ctx, transfer("sneaky-2", setup.cash, setup.wallet, 1),
-                               idempotency_key="viewer-key")
+    view = ledger.post_journal(
+        ctx, transfer("sneaky-2", setup.cash, setup.wallet, 1), idempotency_key="viewer-key"
+    )
     assert view.reference == "sneaky-2"
     assert records(storage)[-1].outcome is Outcome.SUCCEEDED
     # a denied read is audited too
@@ -132,7 +148,10 @@ def test_denied_command_is_audited_and_changes_nothing(storage: Storage) -> None
         ledger.get_account(_ctx(roles=frozenset(), actor="nobody"), setup.cash)
     denied_read = records(storage)[-1]
     assert (denied_read.outcome, denied_read.action, denied_read.actor_id) == (
-        Outcome.DENIED, "ledger.read", "nobody")
+        Outcome.DENIED,
+        "ledger.read",
+        "nobody",
+    )
     assert verify(storage).ok
 
 
@@ -160,27 +179,37 @@ def audit_log_unprotected(conn: sa.Connection) -> Iterator[None]:
 
 
 def _sql_edit(conn: sa.Connection, seq: int) -> None:
-    conn.execute(sa.text("UPDATE ff_audit_log SET outcome = 'succeeded'"
-                         " WHERE tenant_id = :t AND sequence = :s"), {"t": TENANT, "s": seq})
+    conn.execute(
+        sa.text(
+            "UPDATE ff_audit_log SET outcome = 'succeeded' WHERE tenant_id = :t AND sequence = :s"
+        ),
+        {"t": TENANT, "s": seq},
+    )
 
 
 def _sql_delete(conn: sa.Connection, seq: int) -> None:
-    conn.execute(sa.text("DELETE FROM ff_audit_log WHERE tenant_id = :t AND sequence = :s"),
-                 {"t": TENANT, "s": seq})
+    conn.execute(
+        sa.text("DELETE FROM ff_audit_log WHERE tenant_id = :t AND sequence = :s"),
+        {"t": TENANT, "s": seq},
+    )
 
 
 def _sql_swap(conn: sa.Connection, first: int, second: int) -> None:
-    move = sa.text("UPDATE ff_audit_log SET sequence = :new WHERE tenant_id = :t"
-                   " AND sequence = :old")
+    move = sa.text(
+        "UPDATE ff_audit_log SET sequence = :new WHERE tenant_id = :t AND sequence = :old"
+    )
     conn.execute(move, {"t": TENANT, "old": first, "new": -1})
     conn.execute(move, {"t": TENANT, "old": second, "new": first})
     conn.execute(move, {"t": TENANT, "old": -1, "new": second})
 
 
 def _sql_rehash(conn: sa.Connection, rec: AuditRecord) -> None:
-    conn.execute(sa.text("UPDATE ff_audit_log SET reason = :r, hash = :h"
-                         " WHERE tenant_id = :t AND sequence = :s"),
-                 {"t": TENANT, "s": rec.sequence, "r": rec.reason, "h": rec.hash})
+    conn.execute(
+        sa.text(
+            "UPDATE ff_audit_log SET reason = :r, hash = :h WHERE tenant_id = :t AND sequence = :s"
+        ),
+        {"t": TENANT, "s": rec.sequence, "r": rec.reason, "h": rec.hash},
+    )
 
 
 def _denied_sequence(recs: list[AuditRecord]) -> int:

@@ -27,7 +27,8 @@ from finfactory.testing import ManualClock, SequentialIds
 TENANT = "shop"
 product = sa.MetaData()
 orders = sa.Table(
-    "product_orders", product,
+    "product_orders",
+    product,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("amount", sa.Integer, nullable=False),
 )
@@ -44,8 +45,9 @@ class Invoice(Base):
 
 
 def _ctx() -> RequestContext:
-    return RequestContext(tenant_id=TENANT, actor=Actor("checkout", ActorKind.SERVICE,
-                                                        frozenset({"admin"})))
+    return RequestContext(
+        tenant_id=TENANT, actor=Actor("checkout", ActorKind.SERVICE, frozenset({"admin"}))
+    )
 
 
 def php(minor: int) -> Money:
@@ -53,10 +55,13 @@ def php(minor: int) -> Money:
 
 
 def transfer(reference: str, debit: str, credit: str, minor: int) -> c.PostJournal:
-    return c.PostJournal(reference=reference, legs=[
-        c.Leg(account_id=debit, direction="debit", amount=php(minor)),
-        c.Leg(account_id=credit, direction="credit", amount=php(minor)),
-    ])
+    return c.PostJournal(
+        reference=reference,
+        legs=[
+            c.Leg(account_id=debit, direction="debit", amount=php(minor)),
+            c.Leg(account_id=credit, direction="credit", amount=php(minor)),
+        ],
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -74,21 +79,31 @@ def engine(request: pytest.FixtureRequest) -> sa.Engine:
 class Shop:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.ledger = LedgerService(SqlStorage(engine), default_policy(), ManualClock(),
-                                    SequentialIds())
+        self.ledger = LedgerService(
+            SqlStorage(engine), default_policy(), ManualClock(), SequentialIds()
+        )
         ctx = _ctx()
-        self.cash = self.ledger.open_account(ctx, c.OpenAccount(
-            code="cash", currency="PHP", type="asset")).id
-        self.wallet = self.ledger.open_account(ctx, c.OpenAccount(
-            code="wallet", currency="PHP", type="liability",
-            balance_bound="debits_must_not_exceed_credits")).id
-        self.merchant = self.ledger.open_account(ctx, c.OpenAccount(
-            code="merchant", currency="PHP", type="liability")).id
+        self.cash = self.ledger.open_account(
+            ctx, c.OpenAccount(code="cash", currency="PHP", type="asset")
+        ).id
+        self.wallet = self.ledger.open_account(
+            ctx,
+            c.OpenAccount(
+                code="wallet",
+                currency="PHP",
+                type="liability",
+                balance_bound="debits_must_not_exceed_credits",
+            ),
+        ).id
+        self.merchant = self.ledger.open_account(
+            ctx, c.OpenAccount(code="merchant", currency="PHP", type="liability")
+        ).id
         self.ledger.post_journal(ctx, transfer("seed", self.cash, self.wallet, 10_000))
 
     def state(self) -> dict[str, Any]:
         """Everything relevant, as a separate connection sees it."""
         with self.engine.connect() as conn:
+
             def scalar(sql: str) -> Any:
                 return conn.execute(sa.text(sql), {"t": TENANT}).scalar_one()
 
@@ -101,18 +116,24 @@ class Shop:
                 "outbox": scalar("SELECT count(*) FROM ff_outbox WHERE tenant_id = :t"),
                 "audit": scalar("SELECT count(*) FROM ff_audit_log WHERE tenant_id = :t"),
                 "audit_head": scalar(
-                    "SELECT last_sequence FROM ff_audit_heads WHERE tenant_id = :t"),
+                    "SELECT last_sequence FROM ff_audit_heads WHERE tenant_id = :t"
+                ),
                 "keys": scalar("SELECT count(*) FROM ff_idempotency WHERE tenant_id = :t"),
-                "accounts": sorted(tuple(r) for r in conn.execute(sa.text(
-                    "SELECT code, debits_posted, credits_posted, debits_held, credits_held,"
-                    " version, entry_count FROM ledger_accounts WHERE tenant_id = :t"),
-                    {"t": TENANT})),
+                "accounts": sorted(
+                    tuple(r)
+                    for r in conn.execute(
+                        sa.text(
+                            "SELECT code, debits_posted, credits_posted, debits_held, credits_held,"
+                            " version, entry_count FROM ledger_accounts WHERE tenant_id = :t"
+                        ),
+                        {"t": TENANT},
+                    )
+                ),
             }
 
     def chain_ok(self) -> bool:
         with SqlStorage(self.engine).read() as uow:
-            return verify_chain(uow.kernel.audit_records(TENANT),
-                                uow.kernel.audit_head(TENANT)).ok
+            return verify_chain(uow.kernel.audit_records(TENANT), uow.kernel.audit_head(TENANT)).ok
 
 
 def _checkout(shop: Shop, conn: sa.Connection | Session, key: str) -> tuple[str, str]:
@@ -121,16 +142,27 @@ def _checkout(shop: Shop, conn: sa.Connection | Session, key: str) -> tuple[str,
     with SqlStorage.join(conn) as uow:
         assert uow.owns_transaction is False
         journal = shop.ledger.post_journal(
-            ctx, transfer(f"pay-{key}", shop.wallet, shop.merchant, 2_000),
-            idempotency_key=f"checkout-{key}", uow=uow)
-        hold = shop.ledger.create_hold(ctx, c.CreateHold(
-            reference=f"tip-{key}", debit_account_id=shop.wallet,
-            credit_account_id=shop.merchant, amount=php(500)), uow=uow)
+            ctx,
+            transfer(f"pay-{key}", shop.wallet, shop.merchant, 2_000),
+            idempotency_key=f"checkout-{key}",
+            uow=uow,
+        )
+        hold = shop.ledger.create_hold(
+            ctx,
+            c.CreateHold(
+                reference=f"tip-{key}",
+                debit_account_id=shop.wallet,
+                credit_account_id=shop.merchant,
+                amount=php(500),
+            ),
+            uow=uow,
+        )
         # reads inside the caller's transaction see its uncommitted writes
         assert shop.ledger.balance(ctx, shop.wallet, uow=uow).available == php(7_500)
     with SqlStorage.join(conn) as uow:  # a second join in the same transaction
-        shop.ledger.capture_hold(ctx, c.CaptureHold(hold_id=hold.id, reference=f"cap-{key}",
-                                                    amount=php(200)), uow=uow)
+        shop.ledger.capture_hold(
+            ctx, c.CaptureHold(hold_id=hold.id, reference=f"cap-{key}", amount=php(200)), uow=uow
+        )
     return journal.id, hold.id
 
 
@@ -173,9 +205,11 @@ def test_connection_transaction_commits_or_discards_everything_together(
         assert after == baseline
         assert shop.chain_ok()
         # the idempotency key went with the rollback: the same request runs afresh
-        again = shop.ledger.post_journal(_ctx(), transfer("pay-o-1", shop.wallet,
-                                                          shop.merchant, 2_000),
-                                         idempotency_key="checkout-o-1")
+        again = shop.ledger.post_journal(
+            _ctx(),
+            transfer("pay-o-1", shop.wallet, shop.merchant, 2_000),
+            idempotency_key="checkout-o-1",
+        )
         assert again.id != journal_id
         assert shop.state()["audit_head"] == baseline["audit_head"] + 1  # no gap left
     else:
@@ -190,9 +224,11 @@ def test_connection_transaction_commits_or_discards_everything_together(
         assert shop.chain_ok()
         assert shop.ledger.balance(_ctx(), shop.wallet).posted == php(7_800)
         assert shop.ledger.get_journal(_ctx(), journal_id).reference == "pay-o-1"
-        replay = shop.ledger.post_journal(_ctx(), transfer("pay-o-1", shop.wallet,
-                                                           shop.merchant, 2_000),
-                                          idempotency_key="checkout-o-1")
+        replay = shop.ledger.post_journal(
+            _ctx(),
+            transfer("pay-o-1", shop.wallet, shop.merchant, 2_000),
+            idempotency_key="checkout-o-1",
+        )
         assert replay.id == journal_id
 
 
@@ -239,8 +275,9 @@ def test_a_rejection_inside_the_callers_transaction_leaves_the_choice_to_the_cal
         tx = conn.begin()
         conn.execute(sa.insert(orders).values(id="o-big", amount=1))
         with pytest.raises(BalanceBoundExceeded), SqlStorage.join(conn) as uow:
-            shop.ledger.post_journal(_ctx(), transfer("too-much", shop.wallet, shop.merchant,
-                                                      50_000), uow=uow)
+            shop.ledger.post_journal(
+                _ctx(), transfer("too-much", shop.wallet, shop.merchant, 50_000), uow=uow
+            )
         assert tx.is_active  # the caller's transaction is still usable
         assert shop.state() == baseline
         conn.execute(sa.insert(orders).values(id="o-small", amount=1))

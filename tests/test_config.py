@@ -28,8 +28,9 @@ from finfactory.testing import ManualClock
 TENANT = "tenant-a"
 
 
-def _ctx(tenant: str = TENANT, roles: frozenset[str] = frozenset({"admin"}),
-         actor: str = "admin-1") -> RequestContext:
+def _ctx(
+    tenant: str = TENANT, roles: frozenset[str] = frozenset({"admin"}), actor: str = "admin-1"
+) -> RequestContext:
     return RequestContext(tenant_id=tenant, actor=Actor(actor, ActorKind.USER, roles))
 
 
@@ -38,10 +39,13 @@ def php(minor: int) -> Money:
 
 
 def transfer(reference: str, debit: str, credit: str, minor: int) -> c.PostJournal:
-    return c.PostJournal(reference=reference, legs=[
-        c.Leg(account_id=debit, direction="debit", amount=php(minor)),
-        c.Leg(account_id=credit, direction="credit", amount=php(minor)),
-    ])
+    return c.PostJournal(
+        reference=reference,
+        legs=[
+            c.Leg(account_id=debit, direction="debit", amount=php(minor)),
+            c.Leg(account_id=credit, direction="credit", amount=php(minor)),
+        ],
+    )
 
 
 @pytest.fixture
@@ -74,8 +78,12 @@ def test_updates_create_numbered_versions_and_keep_history(
     first_at = clock.now()
     v1 = config.update(ctx, LedgerSettings, {"max_batch_size": 50}, reason="limit batches")
     clock.advance(timedelta(minutes=3))
-    v2 = config.update(_ctx(actor="admin-2"), LedgerSettings,
-                       {"allowed_currencies": ["PHP", "USD"]}, reason="go multi-currency")
+    v2 = config.update(
+        _ctx(actor="admin-2"),
+        LedgerSettings,
+        {"allowed_currencies": ["PHP", "USD"]},
+        reason="go multi-currency",
+    )
     v3 = config.update(ctx, LedgerSettings, {"max_batch_size": 75}, reason="a bit more")
 
     assert (v1.version, v2.version, v3.version) == (1, 2, 3)
@@ -87,7 +95,10 @@ def test_updates_create_numbered_versions_and_keep_history(
     assert v2.changed_at == first_at + timedelta(minutes=3)
     assert config.history(ctx, LedgerSettings) == [v1, v2, v3]
     assert [h.reason for h in config.history(ctx, LedgerSettings)] == [
-        "limit batches", "go multi-currency", "a bit more"]
+        "limit batches",
+        "go multi-currency",
+        "a bit more",
+    ]
     effective = config.get(ctx, LedgerSettings)
     assert effective.max_batch_size == 75
     assert effective.allowed_currencies == ["PHP", "USD"]
@@ -100,16 +111,25 @@ def test_updates_are_audited_with_before_and_after(
     config: TenantConfigService, storage: Storage
 ) -> None:
     config.update(_ctx(), LedgerSettings, {"max_batch_size": 10}, reason="first")
-    config.update(_ctx(), LedgerSettings, {"max_batch_size": 20, "default_hold_ttl_seconds": 90},
-                  reason="second")
+    config.update(
+        _ctx(),
+        LedgerSettings,
+        {"max_batch_size": 20, "default_hold_ttl_seconds": 90},
+        reason="second",
+    )
     records = _audit(storage)
     assert [(r.action, r.outcome, r.resource_type, r.resource_id) for r in records] == [
-        ("config.update", Outcome.SUCCEEDED, "tenant_config", "ledger")] * 2
-    assert records[0].summary == {"version": 1, "reason": "first",
-                                  "before": {"max_batch_size": 1000},
-                                  "after": {"max_batch_size": 10}}
+        ("config.update", Outcome.SUCCEEDED, "tenant_config", "ledger")
+    ] * 2
+    assert records[0].summary == {
+        "version": 1,
+        "reason": "first",
+        "before": {"max_batch_size": 1000},
+        "after": {"max_batch_size": 10},
+    }
     assert records[1].summary == {
-        "version": 2, "reason": "second",
+        "version": 2,
+        "reason": "second",
         "before": {"default_hold_ttl_seconds": None, "max_batch_size": 10},
         "after": {"default_hold_ttl_seconds": 90, "max_batch_size": 20},
     }
@@ -117,16 +137,19 @@ def test_updates_are_audited_with_before_and_after(
         assert verify_chain(uow.kernel.audit_records(TENANT), uow.kernel.audit_head(TENANT)).ok
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"max_batch_sizes": 5}, "changes.max_batch_sizes"),
-    ({"section": "other"}, "changes.section"),
-    ({"max_batch_size": 0}, "changes.max_batch_size"),
-    ({"max_batch_size": 1001}, "changes.max_batch_size"),
-    ({"max_batch_size": "lots"}, "changes.max_batch_size"),
-    ({"allowed_currencies": ["php"]}, "changes.allowed_currencies.0"),
-    ({"allowed_currencies": "PHP"}, "changes.allowed_currencies"),
-    ({"default_hold_ttl_seconds": 0}, "changes.default_hold_ttl_seconds"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"max_batch_sizes": 5}, "changes.max_batch_sizes"),
+        ({"section": "other"}, "changes.section"),
+        ({"max_batch_size": 0}, "changes.max_batch_size"),
+        ({"max_batch_size": 1001}, "changes.max_batch_size"),
+        ({"max_batch_size": "lots"}, "changes.max_batch_size"),
+        ({"allowed_currencies": ["php"]}, "changes.allowed_currencies.0"),
+        ({"allowed_currencies": "PHP"}, "changes.allowed_currencies"),
+        ({"default_hold_ttl_seconds": 0}, "changes.default_hold_ttl_seconds"),
+    ],
+)
 def test_unknown_or_invalid_settings_are_refused_with_the_field(
     config: TenantConfigService, storage: Storage, changes: dict[str, Any], field: str
 ) -> None:
@@ -139,8 +162,9 @@ def test_unknown_or_invalid_settings_are_refused_with_the_field(
     assert config.get(_ctx(), LedgerSettings).max_batch_size == 7
     assert _audit(storage) == audit
     # the key was not taken by the malformed request
-    ok = config.update(_ctx(), LedgerSettings, {"max_batch_size": 8}, reason="fixed",
-                       idempotency_key="cfg-1")
+    ok = config.update(
+        _ctx(), LedgerSettings, {"max_batch_size": 8}, reason="fixed", idempotency_key="cfg-1"
+    )
     assert ok.version == 2
 
 
@@ -153,8 +177,7 @@ def test_writing_needs_config_write_and_reading_needs_config_read(
     assert denied.value.details["permission"] == "config.write"
     assert config.history(_ctx(), LedgerSettings) == []
     last = _audit(storage)[-1]
-    assert (last.action, last.outcome, last.actor_id) == ("config.update", Outcome.DENIED,
-                                                           "op-7")
+    assert (last.action, last.outcome, last.actor_id) == ("config.update", Outcome.DENIED, "op-7")
     with pytest.raises(PermissionDenied):
         config.get(operator, LedgerSettings)
     with pytest.raises(PermissionDenied):
@@ -167,10 +190,12 @@ def test_writing_needs_config_write_and_reading_needs_config_read(
 
 
 def test_update_is_idempotent(config: TenantConfigService, storage: Storage) -> None:
-    first = config.update(_ctx(), LedgerSettings, {"max_batch_size": 9}, reason="r",
-                          idempotency_key="cfg-k")
-    again = config.update(_ctx(), LedgerSettings, {"max_batch_size": 9}, reason="r",
-                          idempotency_key="cfg-k")
+    first = config.update(
+        _ctx(), LedgerSettings, {"max_batch_size": 9}, reason="r", idempotency_key="cfg-k"
+    )
+    again = config.update(
+        _ctx(), LedgerSettings, {"max_batch_size": 9}, reason="r", idempotency_key="cfg-k"
+    )
     assert again == first
     assert [h.version for h in config.history(_ctx(), LedgerSettings)] == [1]
     assert _audit(storage)[-1].outcome is Outcome.REPLAYED
@@ -188,24 +213,41 @@ def test_ledger_honours_allowed_currencies(
     with pytest.raises(CurrencyNotAllowed) as err:
         ledger.open_account(_ctx(), c.OpenAccount(code="usd", currency="USD", type="asset"))
     assert err.value.code == "ledger.currency_not_allowed"
-    assert ledger.open_account(_ctx(), c.OpenAccount(code="php", currency="PHP",
-                                                     type="asset")).currency == "PHP"
-    assert ledger.open_account(_ctx(), c.OpenAccount(code="eur", currency="EUR",
-                                                     type="asset")).currency == "EUR"
+    assert (
+        ledger.open_account(
+            _ctx(), c.OpenAccount(code="php", currency="PHP", type="asset")
+        ).currency
+        == "PHP"
+    )
+    assert (
+        ledger.open_account(
+            _ctx(), c.OpenAccount(code="eur", currency="EUR", type="asset")
+        ).currency
+        == "EUR"
+    )
     # another tenant keeps the default (any currency)
-    assert ledger.open_account(_ctx("tenant-b"), c.OpenAccount(
-        code="usd", currency="USD", type="asset")).currency == "USD"
+    assert (
+        ledger.open_account(
+            _ctx("tenant-b"), c.OpenAccount(code="usd", currency="USD", type="asset")
+        ).currency
+        == "USD"
+    )
     assert {a.code for a in ledger.list_accounts(_ctx())} == {"usd-before", "php", "eur"}
     _set(config, allowed_currencies=[])  # empty means any again
     ledger.open_account(_ctx(), c.OpenAccount(code="usd", currency="USD", type="asset"))
 
 
 def _wallet(ledger: LedgerService, funds: int) -> tuple[str, str]:
-    cash = ledger.open_account(_ctx(), c.OpenAccount(code="cash", currency="PHP",
-                                                     type="asset")).id
-    wallet = ledger.open_account(_ctx(), c.OpenAccount(
-        code="wallet", currency="PHP", type="liability",
-        balance_bound="debits_must_not_exceed_credits")).id
+    cash = ledger.open_account(_ctx(), c.OpenAccount(code="cash", currency="PHP", type="asset")).id
+    wallet = ledger.open_account(
+        _ctx(),
+        c.OpenAccount(
+            code="wallet",
+            currency="PHP",
+            type="liability",
+            balance_bound="debits_must_not_exceed_credits",
+        ),
+    ).id
     ledger.post_journal(_ctx(), transfer("fund", cash, wallet, funds))
     return cash, wallet
 
@@ -214,19 +256,34 @@ def test_ledger_honours_default_hold_ttl(
     config: TenantConfigService, ledger: LedgerService, clock: ManualClock
 ) -> None:
     cash, wallet = _wallet(ledger, 10_000)
-    untimed = ledger.create_hold(_ctx(), c.CreateHold(
-        reference="before", debit_account_id=wallet, credit_account_id=cash, amount=php(100)))
+    untimed = ledger.create_hold(
+        _ctx(),
+        c.CreateHold(
+            reference="before", debit_account_id=wallet, credit_account_id=cash, amount=php(100)
+        ),
+    )
     assert untimed.expires_at is None
     _set(config, default_hold_ttl_seconds=60)
 
     now = clock.now()
-    hold = ledger.create_hold(_ctx(), c.CreateHold(
-        reference="ttl", debit_account_id=wallet, credit_account_id=cash, amount=php(1_000)))
+    hold = ledger.create_hold(
+        _ctx(),
+        c.CreateHold(
+            reference="ttl", debit_account_id=wallet, credit_account_id=cash, amount=php(1_000)
+        ),
+    )
     assert hold.expires_at == now + timedelta(seconds=60)
     explicit = now + timedelta(days=1)
-    kept = ledger.create_hold(_ctx(), c.CreateHold(
-        reference="explicit", debit_account_id=wallet, credit_account_id=cash,
-        amount=php(10), expires_at=explicit))
+    kept = ledger.create_hold(
+        _ctx(),
+        c.CreateHold(
+            reference="explicit",
+            debit_account_id=wallet,
+            credit_account_id=cash,
+            amount=php(10),
+            expires_at=explicit,
+        ),
+    )
     assert kept.expires_at == explicit
 
     clock.advance(timedelta(seconds=61))
@@ -246,10 +303,18 @@ def test_every_hold_past_the_ttl_is_released_by_one_expiry_run(
     releases both, and the wallet's held amount and events stay consistent."""
     cash, wallet = _wallet(ledger, 10_000)
     _set(config, default_hold_ttl_seconds=30)
-    first = ledger.create_hold(_ctx(), c.CreateHold(
-        reference="a", debit_account_id=wallet, credit_account_id=cash, amount=php(1_000)))
-    second = ledger.create_hold(_ctx(), c.CreateHold(
-        reference="b", debit_account_id=wallet, credit_account_id=cash, amount=php(2_000)))
+    first = ledger.create_hold(
+        _ctx(),
+        c.CreateHold(
+            reference="a", debit_account_id=wallet, credit_account_id=cash, amount=php(1_000)
+        ),
+    )
+    second = ledger.create_hold(
+        _ctx(),
+        c.CreateHold(
+            reference="b", debit_account_id=wallet, credit_account_id=cash, amount=php(2_000)
+        ),
+    )
     assert ledger.balance(_ctx(), wallet).held == php(3_000)
 
     clock.advance(timedelta(seconds=31))
@@ -275,9 +340,18 @@ def test_ledger_honours_max_batch_size(
     assert len(ledger.post_journals(_ctx(), two).journals) == 2
     assert ledger.balance(_ctx(), wallet).posted == php(3)
     # the limit is per tenant
-    b_cash = ledger.open_account(_ctx("tenant-b"), c.OpenAccount(
-        code="cash", currency="PHP", type="asset")).id
-    b_wallet = ledger.open_account(_ctx("tenant-b"), c.OpenAccount(
-        code="wallet", currency="PHP", type="liability")).id
-    assert len(ledger.post_journals(_ctx("tenant-b"), c.PostJournals(journals=[
-        transfer(f"b{i}", b_cash, b_wallet, 1) for i in range(3)])).journals) == 3
+    b_cash = ledger.open_account(
+        _ctx("tenant-b"), c.OpenAccount(code="cash", currency="PHP", type="asset")
+    ).id
+    b_wallet = ledger.open_account(
+        _ctx("tenant-b"), c.OpenAccount(code="wallet", currency="PHP", type="liability")
+    ).id
+    assert (
+        len(
+            ledger.post_journals(
+                _ctx("tenant-b"),
+                c.PostJournals(journals=[transfer(f"b{i}", b_cash, b_wallet, 1) for i in range(3)]),
+            ).journals
+        )
+        == 3
+    )

@@ -37,27 +37,48 @@ def _ledger(engine: sa.Engine) -> LedgerService:
 
 
 def _ctx() -> RequestContext:
-    return RequestContext(tenant_id="tenant-a",
-                          actor=Actor("ops", ActorKind.USER, frozenset({"admin"})))
+    return RequestContext(
+        tenant_id="tenant-a", actor=Actor("ops", ActorKind.USER, frozenset({"admin"}))
+    )
 
 
 def _open(engine: sa.Engine, code: str, type_: str = "asset", bound: str = "none") -> str:
-    return _ledger(engine).open_account(_ctx(), c.OpenAccount(
-        code=code, currency="PHP", type=type_, balance_bound=bound)).id
+    return (
+        _ledger(engine)
+        .open_account(
+            _ctx(), c.OpenAccount(code=code, currency="PHP", type=type_, balance_bound=bound)
+        )
+        .id
+    )
 
 
 def _journal(conn: sa.Connection, journal_id: str) -> None:
-    conn.execute(sa.insert(journals).values(
-        id=journal_id, tenant_id="tenant-a", reference=f"ref-{journal_id}",
-        effective_date=date(2026, 1, 1), description="", metadata={}, posted_at=NOW,
-        reverses_journal_id=None))
+    conn.execute(
+        sa.insert(journals).values(
+            id=journal_id,
+            tenant_id="tenant-a",
+            reference=f"ref-{journal_id}",
+            effective_date=date(2026, 1, 1),
+            description="",
+            metadata={},
+            posted_at=NOW,
+            reverses_journal_id=None,
+        )
+    )
 
 
 def _entry(conn: sa.Connection, journal_id: str, leg: int, account_id: str, **kw: Any) -> None:
     values: dict[str, Any] = {
-        "journal_id": journal_id, "leg": leg, "tenant_id": "tenant-a",
-        "account_id": account_id, "direction": "debit", "amount": 100, "currency": "PHP",
-        "account_sequence": 1000 + leg, "balance_after": 0, "posted_at": NOW,
+        "journal_id": journal_id,
+        "leg": leg,
+        "tenant_id": "tenant-a",
+        "account_id": account_id,
+        "direction": "debit",
+        "amount": 100,
+        "currency": "PHP",
+        "account_sequence": 1000 + leg,
+        "balance_after": 0,
+        "posted_at": NOW,
     }
     values.update(kw)
     conn.execute(sa.insert(entries).values(**values))
@@ -153,17 +174,25 @@ def _set_totals(engine: sa.Engine, account_id: str, **totals: int) -> None:
 
 def _totals(engine: sa.Engine, account_id: str) -> tuple[int, int, int, int]:
     with engine.connect() as conn:
-        row = conn.execute(sa.select(
-            accounts.c.debits_posted, accounts.c.credits_posted, accounts.c.debits_held,
-            accounts.c.credits_held).where(accounts.c.id == account_id)).one()
+        row = conn.execute(
+            sa.select(
+                accounts.c.debits_posted,
+                accounts.c.credits_posted,
+                accounts.c.debits_held,
+                accounts.c.credits_held,
+            ).where(accounts.c.id == account_id)
+        ).one()
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
-@pytest.mark.parametrize("breach", [
-    {"debits_posted": 501},
-    {"debits_held": 501},
-    {"debits_posted": 300, "debits_held": 201},
-])
+@pytest.mark.parametrize(
+    "breach",
+    [
+        {"debits_posted": 501},
+        {"debits_held": 501},
+        {"debits_posted": 300, "debits_held": 201},
+    ],
+)
 def test_debit_bound_breach_is_refused(engine: sa.Engine, breach: dict[str, int]) -> None:
     wallet = _open(engine, "wallet", "liability", "debits_must_not_exceed_credits")
     _set_totals(engine, wallet, credits_posted=500)
@@ -182,8 +211,9 @@ def test_credit_bound_breach_is_refused(engine: sa.Engine, breach: dict[str, int
     assert _totals(engine, card) == (500, 500, 0, 0)
 
 
-@pytest.mark.parametrize("column", ["debits_posted", "credits_posted", "debits_held",
-                                    "credits_held"])
+@pytest.mark.parametrize(
+    "column", ["debits_posted", "credits_posted", "debits_held", "credits_held"]
+)
 def test_negative_account_totals_are_refused(engine: sa.Engine, column: str) -> None:
     cash = _open(engine, "cash")
     with pytest.raises(sa.exc.IntegrityError, match="ck_ledger_accounts_totals_non_negative"):

@@ -85,9 +85,19 @@ EXPECTED_LINES = (
 
 def run_demo(database_url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "examples.ledger_demo", "--deterministic",
-         "--database-url", database_url],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "examples.ledger_demo",
+            "--deterministic",
+            "--database-url",
+            database_url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -110,13 +120,20 @@ def test_demo_exits_non_zero_on_failure(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_demo_gives_the_same_output_on_postgresql(tmp_path: Path) -> None:
     """Deterministic ledger behaviour: same commands, same clock, same results and hashes."""
-    base = sa.make_url(os.environ.get(
-        "FINFACTORY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1/finfactory_test"))
+    base = sa.make_url(
+        os.environ.get(
+            "FINFACTORY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1/finfactory_test"
+        )
+    )
     target = base.set(database=f"{base.database}_demo")
     admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        if conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"),
-                        {"d": target.database}).first() is None:
+        if (
+            conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": target.database}
+            ).first()
+            is None
+        ):
             conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
     admin.dispose()
     on_pg = run_demo(target.render_as_string(hide_password=False))

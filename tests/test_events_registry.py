@@ -27,36 +27,63 @@ class _Payload(EventPayload):
 
 @pytest.mark.parametrize(
     "name",
-    ["Journal.posted", "journal", "journal..posted", "journal.posted.", "1x.posted",
-     "journal posted", "journal-posted.x", ""],
+    [
+        "Journal.posted",
+        "journal",
+        "journal..posted",
+        "journal.posted.",
+        "1x.posted",
+        "journal posted",
+        "journal-posted.x",
+        "",
+    ],
 )
 def test_malformed_names_are_refused(name: str) -> None:
     with pytest.raises(EventDeclarationError):
-        declare_event(name, primitive="t", aggregate_type="a", description="d",
-                      registry=EventRegistry())(_Payload)
+        declare_event(
+            name, primitive="t", aggregate_type="a", description="d", registry=EventRegistry()
+        )(_Payload)
 
 
 def test_duplicate_declaration_is_refused() -> None:
     registry = EventRegistry()
-    declare_event("thing.happened", primitive="t", aggregate_type="a", description="d",
-                  registry=registry)(_Payload)
+    declare_event(
+        "thing.happened", primitive="t", aggregate_type="a", description="d", registry=registry
+    )(_Payload)
     with pytest.raises(EventDeclarationError, match="declared twice"):
-        declare_event("thing.happened", primitive="t", aggregate_type="a", description="d2",
-                      registry=registry)(_Payload)
+        declare_event(
+            "thing.happened", primitive="t", aggregate_type="a", description="d2", registry=registry
+        )(_Payload)
     # A new version of the same name is how a schema evolves.
-    declare_event("thing.happened", version=2, primitive="t", aggregate_type="a",
-                  description="d", registry=registry)(_Payload)
+    declare_event(
+        "thing.happened",
+        version=2,
+        primitive="t",
+        aggregate_type="a",
+        description="d",
+        registry=registry,
+    )(_Payload)
     assert registry.get("thing.happened").version == 2
     assert registry.get("thing.happened", 1).version == 1
 
 
 def test_description_must_be_one_line() -> None:
     with pytest.raises(EventDeclarationError):
-        declare_event("thing.happened", primitive="t", aggregate_type="a",
-                      description="two\nlines", registry=EventRegistry())(_Payload)
+        declare_event(
+            "thing.happened",
+            primitive="t",
+            aggregate_type="a",
+            description="two\nlines",
+            registry=EventRegistry(),
+        )(_Payload)
     with pytest.raises(EventDeclarationError):
-        declare_event("thing.happened", primitive="t", aggregate_type="a",
-                      description="  ", registry=EventRegistry())(_Payload)
+        declare_event(
+            "thing.happened",
+            primitive="t",
+            aggregate_type="a",
+            description="  ",
+            registry=EventRegistry(),
+        )(_Payload)
 
 
 def test_ledger_declares_every_seed_event() -> None:

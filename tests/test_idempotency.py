@@ -18,8 +18,9 @@ from finfactory.testing import ManualClock
 
 
 def _ctx(tenant: str = "tenant-a") -> RequestContext:
-    return RequestContext(tenant_id=tenant, actor=Actor("ops", ActorKind.USER,
-                                                        frozenset({"admin"})))
+    return RequestContext(
+        tenant_id=tenant, actor=Actor("ops", ActorKind.USER, frozenset({"admin"}))
+    )
 
 
 def php(minor: int) -> Money:
@@ -27,19 +28,27 @@ def php(minor: int) -> Money:
 
 
 def transfer(reference: str, debit: str, credit: str, minor: int) -> c.PostJournal:
-    return c.PostJournal(reference=reference, legs=[
-        c.Leg(account_id=debit, direction="debit", amount=php(minor)),
-        c.Leg(account_id=credit, direction="credit", amount=php(minor)),
-    ])
+    return c.PostJournal(
+        reference=reference,
+        legs=[
+            c.Leg(account_id=debit, direction="debit", amount=php(minor)),
+            c.Leg(account_id=credit, direction="credit", amount=php(minor)),
+        ],
+    )
 
 
 def _accounts(ledger: LedgerService) -> tuple[str, str]:
     ctx = _ctx()
-    cash = ledger.open_account(ctx, c.OpenAccount(code="cash", currency="PHP",
-                                                  type="asset")).id
-    wallet = ledger.open_account(ctx, c.OpenAccount(
-        code="wallet", currency="PHP", type="liability",
-        balance_bound="debits_must_not_exceed_credits")).id
+    cash = ledger.open_account(ctx, c.OpenAccount(code="cash", currency="PHP", type="asset")).id
+    wallet = ledger.open_account(
+        ctx,
+        c.OpenAccount(
+            code="wallet",
+            currency="PHP",
+            type="liability",
+            balance_bound="debits_must_not_exceed_credits",
+        ),
+    ).id
     return cash, wallet
 
 
@@ -55,8 +64,9 @@ def _event_count(storage: Storage) -> int:
 
 def _chain_ok(storage: Storage) -> bool:
     with storage.read() as uow:
-        return verify_chain(uow.kernel.audit_records("tenant-a"),
-                            uow.kernel.audit_head("tenant-a")).ok
+        return verify_chain(
+            uow.kernel.audit_records("tenant-a"), uow.kernel.audit_head("tenant-a")
+        ).ok
 
 
 def test_replay_returns_the_first_result_without_running_again(
@@ -70,8 +80,7 @@ def test_replay_returns_the_first_result_without_running_again(
 
     clock.advance(timedelta(hours=1))
     # even a request that could no longer run replays: the account is frozen now
-    ledger.change_account_status(ctx, c.ChangeAccountStatus(account_id=wallet,
-                                                            status="frozen"))
+    ledger.change_account_status(ctx, c.ChangeAccountStatus(account_id=wallet, status="frozen"))
     events, audit = _event_count(storage), _audit(storage)
     again = ledger.post_journal(ctx, request, idempotency_key="pay-1-key")
 
@@ -80,7 +89,7 @@ def test_replay_returns_the_first_result_without_running_again(
     assert _event_count(storage) == events
     assert ledger.statement(ctx, wallet) == statement
     assert ledger.balance(ctx, wallet).posted == php(1_500)
-    new = _audit(storage)[len(audit):]
+    new = _audit(storage)[len(audit) :]
     assert [(r.outcome, r.action) for r in new] == [(Outcome.REPLAYED, "ledger.post_journal")]
     assert _chain_ok(storage)
 
@@ -96,16 +105,22 @@ def test_replays_of_other_commands_return_their_first_result(
     assert ledger.open_account(ctx, opening, idempotency_key="open-savings") == opened
     assert len(ledger.list_accounts(ctx)) == 3
 
-    hold_request = c.CreateHold(reference="h-1", debit_account_id=wallet,
-                                credit_account_id=cash, amount=php(700))
+    hold_request = c.CreateHold(
+        reference="h-1", debit_account_id=wallet, credit_account_id=cash, amount=php(700)
+    )
     hold = ledger.create_hold(ctx, hold_request, idempotency_key="hold-1")
-    captured = ledger.capture_hold(ctx, c.CaptureHold(hold_id=hold.id, reference="cap-1"),
-                                   idempotency_key="cap-1")
+    captured = ledger.capture_hold(
+        ctx, c.CaptureHold(hold_id=hold.id, reference="cap-1"), idempotency_key="cap-1"
+    )
     events = _event_count(storage)
     # the first results come back, though the hold has moved on since
     assert ledger.create_hold(ctx, hold_request, idempotency_key="hold-1") == hold
-    assert ledger.capture_hold(ctx, c.CaptureHold(hold_id=hold.id, reference="cap-1"),
-                               idempotency_key="cap-1") == captured
+    assert (
+        ledger.capture_hold(
+            ctx, c.CaptureHold(hold_id=hold.id, reference="cap-1"), idempotency_key="cap-1"
+        )
+        == captured
+    )
     assert _event_count(storage) == events
     assert ledger.balance(ctx, wallet).posted == php(4_300)
     assert ledger.balance(ctx, wallet).held == php(0)
@@ -132,8 +147,7 @@ def test_a_domain_rejection_replays_as_the_same_rejection(
     assert replayed.value.to_dict() == first.value.to_dict()
     assert ledger.balance(ctx, wallet).posted == php(10_000)
     assert _event_count(storage) == events
-    outcomes = [(r.outcome, r.action) for r in _audit(storage) if r.action ==
-                "ledger.post_journal"]
+    outcomes = [(r.outcome, r.action) for r in _audit(storage) if r.action == "ledger.post_journal"]
     assert outcomes == [
         (Outcome.REJECTED, "ledger.post_journal"),
         (Outcome.SUCCEEDED, "ledger.post_journal"),
@@ -148,25 +162,29 @@ def test_a_domain_rejection_replays_as_the_same_rejection(
     assert again.value.code == "ledger.hold_not_found"
 
 
-def test_malformed_input_under_a_key_is_not_stored(
-    ledger: LedgerService, storage: Storage
-) -> None:
+def test_malformed_input_under_a_key_is_not_stored(ledger: LedgerService, storage: Storage) -> None:
     ctx = _ctx()
     _accounts(ledger)
     audit = _audit(storage)
 
     with pytest.raises(MoneyError) as bad:
-        ledger.open_account(ctx, c.OpenAccount(code="fx", currency="ABC", type="asset"),
-                            idempotency_key="open-fx")
+        ledger.open_account(
+            ctx, c.OpenAccount(code="fx", currency="ABC", type="asset"), idempotency_key="open-fx"
+        )
     assert bad.value.field == "currency"
     assert _audit(storage) == audit  # nothing was written, not even an audit record
 
     # the key is still free: a valid request (a different one) under it runs
-    opened = ledger.open_account(ctx, c.OpenAccount(code="fx", currency="USD", type="asset"),
-                                 idempotency_key="open-fx")
+    opened = ledger.open_account(
+        ctx, c.OpenAccount(code="fx", currency="USD", type="asset"), idempotency_key="open-fx"
+    )
     assert opened.currency == "USD"
-    assert ledger.open_account(ctx, c.OpenAccount(code="fx", currency="USD", type="asset"),
-                               idempotency_key="open-fx") == opened
+    assert (
+        ledger.open_account(
+            ctx, c.OpenAccount(code="fx", currency="USD", type="asset"), idempotency_key="open-fx"
+        )
+        == opened
+    )
 
 
 @pytest.mark.parametrize("key", ["", "x" * 201, "line\nbreak", "tab\there"])
@@ -188,8 +206,7 @@ def test_a_key_accepts_200_printable_characters(ledger: LedgerService) -> None:
     cash, wallet = _accounts(ledger)
     key = "k" * 199 + "é"
     first = ledger.post_journal(_ctx(), transfer("p", cash, wallet, 1), idempotency_key=key)
-    assert ledger.post_journal(_ctx(), transfer("p", cash, wallet, 1),
-                               idempotency_key=key) == first
+    assert ledger.post_journal(_ctx(), transfer("p", cash, wallet, 1), idempotency_key=key) == first
 
 
 def test_same_key_with_a_different_request_conflicts(
@@ -206,15 +223,17 @@ def test_same_key_with_a_different_request_conflicts(
     with pytest.raises(IdempotencyConflict):
         ledger.post_journal(ctx, transfer("pay-2", cash, wallet, 100), idempotency_key="k")
     with pytest.raises(IdempotencyConflict):  # another command under the same key
-        ledger.open_account(ctx, c.OpenAccount(code="k", currency="PHP", type="asset"),
-                            idempotency_key="k")
+        ledger.open_account(
+            ctx, c.OpenAccount(code="k", currency="PHP", type="asset"), idempotency_key="k"
+        )
 
     assert _event_count(storage) == events
     assert ledger.balance(ctx, wallet).posted == php(100)
     assert [r.outcome for r in _audit(storage)][-3:] == [Outcome.CONFLICT] * 3
     # the original request still replays
-    assert ledger.post_journal(ctx, transfer("pay", cash, wallet, 100),
-                               idempotency_key="k") == first
+    assert (
+        ledger.post_journal(ctx, transfer("pay", cash, wallet, 100), idempotency_key="k") == first
+    )
     assert _chain_ok(storage)
 
 

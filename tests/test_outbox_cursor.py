@@ -29,8 +29,9 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def _ctx(tenant: str) -> RequestContext:
-    return RequestContext(tenant_id=tenant, actor=Actor("ops", ActorKind.SERVICE,
-                                                        frozenset({"admin"})))
+    return RequestContext(
+        tenant_id=tenant, actor=Actor("ops", ActorKind.SERVICE, frozenset({"admin"}))
+    )
 
 
 def php(minor: int) -> Money:
@@ -38,23 +39,27 @@ def php(minor: int) -> Money:
 
 
 def transfer(reference: str, debit: str, credit: str, minor: int) -> c.PostJournal:
-    return c.PostJournal(reference=reference, legs=[
-        c.Leg(account_id=debit, direction="debit", amount=php(minor)),
-        c.Leg(account_id=credit, direction="credit", amount=php(minor)),
-    ])
+    return c.PostJournal(
+        reference=reference,
+        legs=[
+            c.Leg(account_id=debit, direction="debit", amount=php(minor)),
+            c.Leg(account_id=credit, direction="credit", amount=php(minor)),
+        ],
+    )
 
 
-def read_all(storage: Storage, after: int = 0, tenant: str | None = None
-             ) -> list[EventEnvelope]:
+def read_all(storage: Storage, after: int = 0, tenant: str | None = None) -> list[EventEnvelope]:
     with storage.read() as uow:
         return uow.kernel.read_events(after, 1_000_000, tenant)
 
 
 def _pair(ledger: LedgerService, ctx: RequestContext, prefix: str = "") -> tuple[str, str]:
-    cash = ledger.open_account(ctx, c.OpenAccount(code=f"{prefix}cash", currency="PHP",
-                                                  type="asset"))
-    wallet = ledger.open_account(ctx, c.OpenAccount(code=f"{prefix}wallet", currency="PHP",
-                                                    type="liability"))
+    cash = ledger.open_account(
+        ctx, c.OpenAccount(code=f"{prefix}cash", currency="PHP", type="asset")
+    )
+    wallet = ledger.open_account(
+        ctx, c.OpenAccount(code=f"{prefix}wallet", currency="PHP", type="liability")
+    )
     return cash.id, wallet.id
 
 
@@ -93,23 +98,29 @@ class CursorReader:
 
 def _scenario(ledger: LedgerService, clock: ManualClock, ctx: RequestContext) -> None:
     cash, wallet = _pair(ledger, ctx)
-    merchant = ledger.open_account(ctx, c.OpenAccount(code="merchant", currency="PHP",
-                                                      type="liability")).id
+    merchant = ledger.open_account(
+        ctx, c.OpenAccount(code="merchant", currency="PHP", type="liability")
+    ).id
     first = ledger.post_journal(ctx, transfer("j1", cash, wallet, 10_000))
     ledger.post_journal(ctx, transfer("j2", wallet, merchant, 2_500))
     clock.advance(timedelta(seconds=1))
-    hold = ledger.create_hold(ctx, c.CreateHold(reference="h1", debit_account_id=wallet,
-                                                credit_account_id=merchant, amount=php(1_000)))
-    ledger.capture_hold(ctx, c.CaptureHold(hold_id=hold.id, reference="cap-1",
-                                           amount=php(400)))
-    voided = ledger.create_hold(ctx, c.CreateHold(reference="h2", debit_account_id=wallet,
-                                                  credit_account_id=merchant, amount=php(300)))
+    hold = ledger.create_hold(
+        ctx,
+        c.CreateHold(
+            reference="h1", debit_account_id=wallet, credit_account_id=merchant, amount=php(1_000)
+        ),
+    )
+    ledger.capture_hold(ctx, c.CaptureHold(hold_id=hold.id, reference="cap-1", amount=php(400)))
+    voided = ledger.create_hold(
+        ctx,
+        c.CreateHold(
+            reference="h2", debit_account_id=wallet, credit_account_id=merchant, amount=php(300)
+        ),
+    )
     ledger.void_hold(ctx, c.VoidHold(hold_id=voided.id, reason="customer cancelled"))
     ledger.reverse_journal(ctx, c.ReverseJournal(journal_id=first.id, reference="rev-j1"))
-    ledger.change_account_status(ctx, c.ChangeAccountStatus(account_id=merchant,
-                                                            status="frozen"))
-    ledger.change_account_status(ctx, c.ChangeAccountStatus(account_id=merchant,
-                                                            status="active"))
+    ledger.change_account_status(ctx, c.ChangeAccountStatus(account_id=merchant, status="frozen"))
+    ledger.change_account_status(ctx, c.ChangeAccountStatus(account_id=merchant, status="active"))
 
 
 def test_positions_increase_and_aggregate_sequences_are_contiguous(
@@ -133,8 +144,10 @@ def test_positions_increase_and_aggregate_sequences_are_contiguous(
         assert seqs == list(range(1, len(seqs) + 1)), key
 
     # both tenants produced the same stream of event types, each under its own tenant id
-    kinds = {t: Counter(e.event_type for e in events if e.tenant_id == t)
-             for t in ("tenant-a", "tenant-b")}
+    kinds = {
+        t: Counter(e.event_type for e in events if e.tenant_id == t)
+        for t in ("tenant-a", "tenant-b")
+    }
     assert kinds["tenant-a"] == kinds["tenant-b"]
     assert kinds["tenant-a"]["journal.posted"] == 4  # j1, j2, capture, reversal
     assert kinds["tenant-a"]["hold.created"] == 2
@@ -156,9 +169,11 @@ def test_envelopes_carry_the_request_context(
     ledger: LedgerService, storage: Storage, clock: ManualClock
 ) -> None:
     traced = RequestContext.from_traceparent(
-        f"00-{TRACE}-00f067aa0ba902b7-01", tenant_id="tenant-a",
+        f"00-{TRACE}-00f067aa0ba902b7-01",
+        tenant_id="tenant-a",
         actor=Actor("ops", ActorKind.SERVICE, frozenset({"admin"})),
-        correlation_id="order-77", causation_id="evt-123",
+        correlation_id="order-77",
+        causation_id="evt-123",
     )
     cash, wallet = _pair(ledger, _ctx("tenant-a"))
     before = read_all(storage)
@@ -181,8 +196,7 @@ def test_envelopes_carry_the_request_context(
     assert posted.payload["reference"] == "traced"
     assert posted.aggregate_type == "journal"
     assert posted.aggregate_id == posted.payload["journal_id"]
-    assert {e.aggregate_id for e in events if e.event_type == "balance.updated"} == {cash,
-                                                                                      wallet}
+    assert {e.aggregate_id for e in events if e.event_type == "balance.updated"} == {cash, wallet}
 
     # without a correlation id the trace id correlates; no causation id stays None
     plain = _ctx("tenant-a")
@@ -213,10 +227,15 @@ def test_rejected_and_replayed_commands_emit_nothing(
 
 def _advisory_waiters(engine: sa.Engine) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(sa.text(
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-            " WHERE d.datname = current_database() AND l.locktype = 'advisory'"
-            " AND NOT l.granted")).scalar_one())
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+                    " WHERE d.datname = current_database() AND l.locktype = 'advisory'"
+                    " AND NOT l.granted"
+                )
+            ).scalar_one()
+        )
 
 
 def _wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -252,8 +271,10 @@ def test_cursor_cannot_pass_an_event_that_commits_late(pg_clean: sa.Engine) -> N
             a_view = ledger.post_journal(ctx_a, transfer("a-1", a_cash, a_wallet, 5), uow=uow)
         writer_b = threading.Thread(target=write_b, daemon=True)
         writer_b.start()
-        _wait_for(lambda: bool(b_result) or _advisory_waiters(pg_clean) > 0,
-                  "B to commit or to queue behind A")
+        _wait_for(
+            lambda: bool(b_result) or _advisory_waiters(pg_clean) > 0,
+            "B to commit or to queue behind A",
+        )
         seen_while_a_open = reader.poll()
         assert not any(e.tenant_id == "tenant-a" for e in reader.seen)  # A is uncommitted
         tx_a.commit()

@@ -40,8 +40,9 @@ TOTAL_COLUMNS = ("debits_posted", "credits_posted", "debits_held", "credits_held
 
 
 def _ctx(tenant: str = TENANT) -> RequestContext:
-    return RequestContext(tenant_id=tenant, actor=Actor("ops", ActorKind.SERVICE,
-                                                        frozenset({"admin"})))
+    return RequestContext(
+        tenant_id=tenant, actor=Actor("ops", ActorKind.SERVICE, frozenset({"admin"}))
+    )
 
 
 def php(minor: int) -> Money:
@@ -49,10 +50,13 @@ def php(minor: int) -> Money:
 
 
 def transfer(reference: str, debit: str, credit: str, minor: int) -> c.PostJournal:
-    return c.PostJournal(reference=reference, legs=[
-        c.Leg(account_id=debit, direction="debit", amount=php(minor)),
-        c.Leg(account_id=credit, direction="credit", amount=php(minor)),
-    ])
+    return c.PostJournal(
+        reference=reference,
+        legs=[
+            c.Leg(account_id=debit, direction="debit", amount=php(minor)),
+            c.Leg(account_id=credit, direction="credit", amount=php(minor)),
+        ],
+    )
 
 
 def run_concurrently(workers: list[Callable[[], object]]) -> list[object]:
@@ -67,8 +71,10 @@ def run_concurrently(workers: list[Callable[[], object]]) -> list[object]:
         except BaseException as err:
             results[index] = err
 
-    threads = [threading.Thread(target=body, args=(i, w), name=f"worker-{i}", daemon=True)
-               for i, w in enumerate(workers)]
+    threads = [
+        threading.Thread(target=body, args=(i, w), name=f"worker-{i}", daemon=True)
+        for i, w in enumerate(workers)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -84,13 +90,15 @@ def pg_ledger(pg_clean: sa.Engine) -> LedgerService:
 
 
 def _open(ledger: LedgerService, code: str, type_: str, bound: str = "none") -> str:
-    view = ledger.open_account(_ctx(), c.OpenAccount(code=code, currency="PHP", type=type_,
-                                                     balance_bound=bound))
+    view = ledger.open_account(
+        _ctx(), c.OpenAccount(code=code, currency="PHP", type=type_, balance_bound=bound)
+    )
     return view.id
 
 
-def _statement(ledger: LedgerService, ctx: RequestContext, account_id: str
-               ) -> list[c.StatementLine]:
+def _statement(
+    ledger: LedgerService, ctx: RequestContext, account_id: str
+) -> list[c.StatementLine]:
     lines: list[c.StatementLine] = []
     after = 0
     while True:
@@ -132,8 +140,10 @@ def test_concurrent_postings_and_holds_lose_nothing_and_respect_bounds(
     ledger, ctx, book = pg_ledger, _ctx(), Book()
     funding = _open(ledger, "funding", "asset")
     merchant = _open(ledger, "merchant", "liability")
-    wallets = [_open(ledger, f"wallet-{i}", "liability", "debits_must_not_exceed_credits")
-               for i in range(3)]
+    wallets = [
+        _open(ledger, f"wallet-{i}", "liability", "debits_must_not_exceed_credits")
+        for i in range(3)
+    ]
     book.commands += 5
     for i, w in enumerate(wallets):
         ledger.post_journal(ctx, transfer(f"seed-{i}", funding, w, 20_000))
@@ -148,8 +158,7 @@ def test_concurrent_postings_and_holds_lose_nothing_and_respect_bounds(
         outcome: Counter[str] = Counter()
         for k in range(OPS_PER_THREAD):
             ref = f"w{n}-op{k}"
-            op = rng.choice(["transfer", "transfer", "spend", "topup", "hold", "settle",
-                             "settle"])
+            op = rng.choice(["transfer", "transfer", "spend", "topup", "hold", "settle", "settle"])
             src, dst = rng.sample(wallets, 2)
             amount = rng.randint(1, 3_000)
             book.count_command()
@@ -164,9 +173,15 @@ def test_concurrent_postings_and_holds_lose_nothing_and_respect_bounds(
                     ledger.post_journal(ctx, transfer(ref, funding, dst, amount // 3 + 1))
                     book.post(funding, dst, amount // 3 + 1)
                 elif op == "hold":
-                    hold = ledger.create_hold(ctx, c.CreateHold(
-                        reference=ref, debit_account_id=src, credit_account_id=merchant,
-                        amount=php(amount)))
+                    hold = ledger.create_hold(
+                        ctx,
+                        c.CreateHold(
+                            reference=ref,
+                            debit_account_id=src,
+                            credit_account_id=merchant,
+                            amount=php(amount),
+                        ),
+                    )
                     book.hold(src, merchant, amount)
                     with pool_lock:
                         pending.append((hold.id, src, merchant, amount))
@@ -184,9 +199,14 @@ def test_concurrent_postings_and_holds_lose_nothing_and_respect_bounds(
                         ledger.void_hold(ctx, c.VoidHold(hold_id=hold_id))
                     else:
                         take = held if mode == "full" else rng.randint(1, held)
-                        ledger.capture_hold(ctx, c.CaptureHold(
-                            hold_id=hold_id, reference=ref,
-                            amount=None if mode == "full" else php(take)))
+                        ledger.capture_hold(
+                            ctx,
+                            c.CaptureHold(
+                                hold_id=hold_id,
+                                reference=ref,
+                                amount=None if mode == "full" else php(take),
+                            ),
+                        )
                         book.post(debit, credit, take)
                     book.hold(debit, credit, -held)
                     op = mode
@@ -208,18 +228,23 @@ def test_concurrent_postings_and_holds_lose_nothing_and_respect_bounds(
         assert done[kind] > 0, (kind, dict(done))
 
     with pg_clean.connect() as conn:
-        rows = {r.id: r for r in conn.execute(
-            sa.select(accounts).where(accounts.c.tenant_id == TENANT))}
+        rows = {
+            r.id: r for r in conn.execute(sa.select(accounts).where(accounts.c.tenant_id == TENANT))
+        }
         journal_count = conn.execute(
-            sa.select(sa.func.count()).select_from(journals)
-            .where(journals.c.tenant_id == TENANT)).scalar_one()
-        unbalanced = conn.execute(sa.text(
-            "SELECT journal_id FROM ledger_entries GROUP BY journal_id, currency HAVING"
-            " SUM(CASE direction WHEN 'debit' THEN amount ELSE -amount END) <> 0")).all()
+            sa.select(sa.func.count()).select_from(journals).where(journals.c.tenant_id == TENANT)
+        ).scalar_one()
+        unbalanced = conn.execute(
+            sa.text(
+                "SELECT journal_id FROM ledger_entries GROUP BY journal_id, currency HAVING"
+                " SUM(CASE direction WHEN 'debit' THEN amount ELSE -amount END) <> 0"
+            )
+        ).all()
         entry_counts: dict[str, int] = {
-            account_id: count for account_id, count in conn.execute(
-                sa.select(entries.c.account_id, sa.func.count())
-                .group_by(entries.c.account_id))
+            account_id: count
+            for account_id, count in conn.execute(
+                sa.select(entries.c.account_id, sa.func.count()).group_by(entries.c.account_id)
+            )
         }
 
     assert journal_count == book.journals
@@ -251,9 +276,12 @@ def test_concurrent_postings_and_holds_lose_nothing_and_respect_bounds(
 
     # pending holds in the database are exactly the ones no thread settled
     with pg_clean.connect() as conn:
-        still_pending = set(conn.execute(sa.text(
-            "SELECT id FROM ledger_holds WHERE tenant_id = :t AND status = 'pending'"),
-            {"t": TENANT}).scalars())
+        still_pending = set(
+            conn.execute(
+                sa.text("SELECT id FROM ledger_holds WHERE tenant_id = :t AND status = 'pending'"),
+                {"t": TENANT},
+            ).scalars()
+        )
     assert still_pending == {p[0] for p in pending}
 
     storage = SqlStorage(pg_clean)
@@ -278,7 +306,8 @@ def test_same_idempotency_key_concurrently_posts_exactly_once(
     request = transfer("pay-once", cash, wallet, 1_234)
 
     results = run_concurrently(
-        [lambda: ledger.post_journal(ctx, request, idempotency_key="same-key")] * THREADS)
+        [lambda: ledger.post_journal(ctx, request, idempotency_key="same-key")] * THREADS
+    )
 
     errors = [r for r in results if isinstance(r, BaseException)]
     assert not errors, f"unexpected failures: {errors!r}"
@@ -286,17 +315,22 @@ def test_same_idempotency_key_concurrently_posts_exactly_once(
     assert isinstance(first, c.JournalView)
     assert all(r == first for r in results)
     with pg_clean.connect() as conn:
-        refs = conn.execute(sa.select(journals.c.id).where(
-            journals.c.reference == "pay-once")).scalars().all()
+        refs = (
+            conn.execute(sa.select(journals.c.id).where(journals.c.reference == "pay-once"))
+            .scalars()
+            .all()
+        )
     assert refs == [first.id]
     assert ledger.balance(ctx, wallet).posted == php(1_234)
     assert ledger.balance(ctx, cash).posted == php(1_234)
 
     with SqlStorage(pg_clean).read() as uow:
-        outcomes = Counter(r.outcome for r in uow.kernel.audit_records(TENANT)
-                           if r.action == "ledger.post_journal")
-        posted = [e for e in uow.kernel.read_events(0, 1000, TENANT)
-                  if e.event_type == "journal.posted"]
+        outcomes = Counter(
+            r.outcome for r in uow.kernel.audit_records(TENANT) if r.action == "ledger.post_journal"
+        )
+        posted = [
+            e for e in uow.kernel.read_events(0, 1000, TENANT) if e.event_type == "journal.posted"
+        ]
     assert outcomes == {Outcome.SUCCEEDED: 1, Outcome.REPLAYED: THREADS - 1}
     assert len(posted) == 1
 
@@ -309,8 +343,9 @@ def test_same_key_different_requests_concurrently_one_wins_rest_conflict(
     wallet = _open(ledger, "wallet", "liability")
 
     def attempt(n: int) -> c.JournalView:
-        return ledger.post_journal(ctx, transfer(f"ref-{n}", cash, wallet, 100 + n),
-                                   idempotency_key="contested")
+        return ledger.post_journal(
+            ctx, transfer(f"ref-{n}", cash, wallet, 100 + n), idempotency_key="contested"
+        )
 
     results = run_concurrently([partial(attempt, n) for n in range(THREADS)])
 
@@ -331,20 +366,26 @@ def test_a_hold_settled_concurrently_by_two_threads_settles_once(
     ledger.post_journal(ctx, transfer("fund", funding, wallet, 10_000))
 
     for round_ in range(4):
-        hold = ledger.create_hold(ctx, c.CreateHold(
-            reference=f"h{round_}", debit_account_id=wallet, credit_account_id=merchant,
-            amount=php(1_000)))
+        hold = ledger.create_hold(
+            ctx,
+            c.CreateHold(
+                reference=f"h{round_}",
+                debit_account_id=wallet,
+                credit_account_id=merchant,
+                amount=php(1_000),
+            ),
+        )
         before = ledger.balance(ctx, wallet)
 
         def capture(tag: str, hold_id: str = hold.id, r: int = round_) -> c.HoldView:
-            return ledger.capture_hold(ctx, c.CaptureHold(hold_id=hold_id,
-                                                          reference=f"cap-{r}-{tag}"))
+            return ledger.capture_hold(
+                ctx, c.CaptureHold(hold_id=hold_id, reference=f"cap-{r}-{tag}")
+            )
 
         def void(hold_id: str = hold.id) -> c.HoldView:
             return ledger.void_hold(ctx, c.VoidHold(hold_id=hold_id))
 
-        second: Callable[[], object] = (
-            (lambda: capture("b")) if rival == "capture" else void)
+        second: Callable[[], object] = (lambda: capture("b")) if rival == "capture" else void
         results = run_concurrently([lambda: capture("a"), second])
 
         wins = [r for r in results if isinstance(r, c.HoldView)]
@@ -357,9 +398,10 @@ def test_a_hold_settled_concurrently_by_two_threads_settles_once(
         after = ledger.balance(ctx, wallet)
         assert after.held == before.held - php(1_000)
         with pg_clean.connect() as conn:
-            capture_journals = conn.execute(sa.text(
-                "SELECT count(*) FROM ledger_journals WHERE reference LIKE :p"),
-                {"p": f"cap-{round_}-%"}).scalar_one()
+            capture_journals = conn.execute(
+                sa.text("SELECT count(*) FROM ledger_journals WHERE reference LIKE :p"),
+                {"p": f"cap-{round_}-%"},
+            ).scalar_one()
         if final.status is HoldStatus.CAPTURED:
             assert capture_journals == 1
             assert after.posted == before.posted - php(1_000)
@@ -383,14 +425,21 @@ def test_concurrent_duplicates_lose_with_a_finfactory_error(
 
     def attempt(n: int, uow: SqlUnitOfWork | None = None) -> object:
         if what == "journal_reference":
-            return ledger.post_journal(ctx, transfer("same-ref", cash, wallet, 100 + n),
-                                       uow=uow)
+            return ledger.post_journal(ctx, transfer("same-ref", cash, wallet, 100 + n), uow=uow)
         if what == "account_code":
-            return ledger.open_account(ctx, c.OpenAccount(code="same-code", currency="PHP",
-                                                          type="asset"), uow=uow)
-        return ledger.create_hold(ctx, c.CreateHold(
-            reference="same-hold", debit_account_id=cash, credit_account_id=wallet,
-            amount=php(100 + n)), uow=uow)
+            return ledger.open_account(
+                ctx, c.OpenAccount(code="same-code", currency="PHP", type="asset"), uow=uow
+            )
+        return ledger.create_hold(
+            ctx,
+            c.CreateHold(
+                reference="same-hold",
+                debit_account_id=cash,
+                credit_account_id=wallet,
+                amount=php(100 + n),
+            ),
+            uow=uow,
+        )
 
     results: list[object] = []
 
@@ -414,19 +463,28 @@ def test_concurrent_duplicates_lose_with_a_finfactory_error(
 
     [loser] = results
     assert isinstance(loser, FinFactoryError), (
-        f"loser got {type(loser).__module__}.{type(loser).__name__}: {loser}")
+        f"loser got {type(loser).__module__}.{type(loser).__name__}: {loser}"
+    )
     # The runner retries a transaction it owns that lost such a race, so the loser gets the
     # same audited domain rejection a sequential caller gets.
-    expected = "ledger.duplicate_account_code" if what == "account_code" else (
-        "ledger.duplicate_reference")
+    expected = (
+        "ledger.duplicate_account_code"
+        if what == "account_code"
+        else ("ledger.duplicate_reference")
+    )
     assert loser.code == expected
 
 
 def _lock_waiters(engine: sa.Engine) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock'")).scalar_one())
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
 
 
 def _wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -450,12 +508,26 @@ def test_capture_racing_hold_expiry_on_a_shared_account_does_not_deadlock(
     merchant = _open(capturer, "merchant", "liability")
     other = _open(capturer, "other", "liability")
     expires = before_expiry.now() + timedelta(seconds=60)
-    first = capturer.create_hold(ctx, c.CreateHold(
-        reference="h1", debit_account_id=merchant, credit_account_id=wallet,
-        amount=php(100), expires_at=expires))
-    second = capturer.create_hold(ctx, c.CreateHold(
-        reference="h2", debit_account_id=other, credit_account_id=wallet,
-        amount=php(100), expires_at=expires))
+    first = capturer.create_hold(
+        ctx,
+        c.CreateHold(
+            reference="h1",
+            debit_account_id=merchant,
+            credit_account_id=wallet,
+            amount=php(100),
+            expires_at=expires,
+        ),
+    )
+    second = capturer.create_hold(
+        ctx,
+        c.CreateHold(
+            reference="h2",
+            debit_account_id=other,
+            credit_account_id=wallet,
+            amount=php(100),
+            expires_at=expires,
+        ),
+    )
     assert first.id < second.id  # expire_holds visits them in this order
     before_expiry.advance(timedelta(seconds=59))
     after_expiry.advance(timedelta(seconds=61))
@@ -475,12 +547,21 @@ def test_capture_racing_hold_expiry_on_a_shared_account_does_not_deadlock(
         with SqlStorage.join(blocker) as uow:
             capturer.post_journal(ctx, transfer("blocker", wallet, merchant, 1), uow=uow)
         waiting = _lock_waiters(pg_clean)
-        expiry = threading.Thread(target=run, args=("expire", lambda: expirer.expire_holds(ctx)),
-                                  daemon=True)
+        expiry = threading.Thread(
+            target=run, args=("expire", lambda: expirer.expire_holds(ctx)), daemon=True
+        )
         expiry.start()
         _wait_for(lambda: _lock_waiters(pg_clean) > waiting, "the expiry job to block")
-        capture = threading.Thread(target=run, args=("capture", lambda: capturer.capture_hold(
-            ctx, c.CaptureHold(hold_id=second.id, reference="cap-2"))), daemon=True)
+        capture = threading.Thread(
+            target=run,
+            args=(
+                "capture",
+                lambda: capturer.capture_hold(
+                    ctx, c.CaptureHold(hold_id=second.id, reference="cap-2")
+                ),
+            ),
+            daemon=True,
+        )
         capture.start()
         _wait_for(lambda: _lock_waiters(pg_clean) > waiting + 1, "the capture to block")
         tx.commit()

@@ -31,8 +31,11 @@ def test_all_names_resolve(name: str) -> None:
 
 def _defined_in(module: ModuleType, base: type) -> set[str]:
     return {
-        n for n, obj in vars(module).items()
-        if inspect.isclass(obj) and issubclass(obj, base) and obj.__module__ == module.__name__
+        n
+        for n, obj in vars(module).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, base)
+        and obj.__module__ == module.__name__
         and not n.startswith("_")
     }
 

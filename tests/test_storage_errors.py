@@ -46,22 +46,33 @@ def _scenario(storage: Storage) -> list[tuple[object, ...]]:
     ledger = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
     ctx = context()
     cash = ledger.open_account(ctx, c.OpenAccount(code="cash", currency="PHP", type="asset"))
-    wallet = ledger.open_account(ctx, c.OpenAccount(code="w", currency="PHP",
-                                                    type="liability"))
+    wallet = ledger.open_account(ctx, c.OpenAccount(code="w", currency="PHP", type="liability"))
     for n in range(3):
-        ledger.post_journal(ctx, c.PostJournal(reference=f"r{n}", legs=[
-            c.Leg(account_id=cash.id, direction="debit", amount=Money("2.50", "PHP")),
-            c.Leg(account_id=wallet.id, direction="credit", amount=Money("2.50", "PHP")),
-        ]))
+        ledger.post_journal(
+            ctx,
+            c.PostJournal(
+                reference=f"r{n}",
+                legs=[
+                    c.Leg(account_id=cash.id, direction="debit", amount=Money("2.50", "PHP")),
+                    c.Leg(account_id=wallet.id, direction="credit", amount=Money("2.50", "PHP")),
+                ],
+            ),
+        )
     return [
-        (e.position, e.id, e.event_type, e.aggregate_id, e.aggregate_sequence, e.payload,
-         e.recorded_at)
+        (
+            e.position,
+            e.id,
+            e.event_type,
+            e.aggregate_id,
+            e.aggregate_sequence,
+            e.payload,
+            e.recorded_at,
+        )
         for e in OutboxReader(storage, batch_size=4).drain()
     ]
 
 
-def test_same_commands_give_the_same_events(backend: str,
-                                            request: pytest.FixtureRequest) -> None:
+def test_same_commands_give_the_same_events(backend: str, request: pytest.FixtureRequest) -> None:
     first = _scenario(MemoryStorage())
     second = _scenario(make_storage(backend, request))
     assert first == second
@@ -72,8 +83,9 @@ def test_outbox_reader_pages_and_filters_by_tenant() -> None:
     storage = MemoryStorage()
     ledger = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
     for n, tenant in enumerate(["a", "b", "a", "b", "a"]):
-        ledger.open_account(context(tenant), c.OpenAccount(code=f"x{n}", currency="PHP",
-                                                           type="asset"))
+        ledger.open_account(
+            context(tenant), c.OpenAccount(code=f"x{n}", currency="PHP", type="asset")
+        )
     everything = list(OutboxReader(storage, batch_size=2).drain())
     assert [e.position for e in everything] == [1, 2, 3, 4, 5]
     only_a = list(OutboxReader(storage, tenant_id="a", batch_size=1).drain())

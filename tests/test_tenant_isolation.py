@@ -18,13 +18,13 @@ from finfactory.primitives.ledger import commands as c
 from finfactory.primitives.ledger.service import LedgerService
 
 A, B = "tenant-a", "tenant-b"
-NOT_FOUND_CODES = {"ledger.account_not_found", "ledger.journal_not_found",
-                   "ledger.hold_not_found"}
+NOT_FOUND_CODES = {"ledger.account_not_found", "ledger.journal_not_found", "ledger.hold_not_found"}
 
 
 def _ctx(tenant: str) -> RequestContext:
-    return RequestContext(tenant_id=tenant, actor=Actor(f"ops-{tenant}", ActorKind.USER,
-                                                        frozenset({"admin"})))
+    return RequestContext(
+        tenant_id=tenant, actor=Actor(f"ops-{tenant}", ActorKind.USER, frozenset({"admin"}))
+    )
 
 
 def php(minor: int) -> Money:
@@ -32,10 +32,13 @@ def php(minor: int) -> Money:
 
 
 def transfer(reference: str, debit: str, credit: str, minor: int) -> c.PostJournal:
-    return c.PostJournal(reference=reference, legs=[
-        c.Leg(account_id=debit, direction="debit", amount=php(minor)),
-        c.Leg(account_id=credit, direction="credit", amount=php(minor)),
-    ])
+    return c.PostJournal(
+        reference=reference,
+        legs=[
+            c.Leg(account_id=debit, direction="debit", amount=php(minor)),
+            c.Leg(account_id=credit, direction="credit", amount=php(minor)),
+        ],
+    )
 
 
 @attrs.frozen
@@ -48,14 +51,23 @@ class TenantBooks:
 
 def _books(ledger: LedgerService, tenant: str) -> TenantBooks:
     ctx = _ctx(tenant)
-    cash = ledger.open_account(ctx, c.OpenAccount(code="cash", currency="PHP",
-                                                  type="asset")).id
-    wallet = ledger.open_account(ctx, c.OpenAccount(
-        code="wallet", currency="PHP", type="liability",
-        balance_bound="debits_must_not_exceed_credits")).id
+    cash = ledger.open_account(ctx, c.OpenAccount(code="cash", currency="PHP", type="asset")).id
+    wallet = ledger.open_account(
+        ctx,
+        c.OpenAccount(
+            code="wallet",
+            currency="PHP",
+            type="liability",
+            balance_bound="debits_must_not_exceed_credits",
+        ),
+    ).id
     journal = ledger.post_journal(ctx, transfer("fund", cash, wallet, 10_000)).id
-    hold = ledger.create_hold(ctx, c.CreateHold(reference="hold", debit_account_id=wallet,
-                                                credit_account_id=cash, amount=php(2_500))).id
+    hold = ledger.create_hold(
+        ctx,
+        c.CreateHold(
+            reference="hold", debit_account_id=wallet, credit_account_id=cash, amount=php(2_500)
+        ),
+    ).id
     return TenantBooks(cash, wallet, journal, hold)
 
 
@@ -91,8 +103,9 @@ def _snapshot(ledger: LedgerService, storage: Storage, books: TenantBooks) -> Sn
     )
 
 
-def _attempts(ledger: LedgerService, a: TenantBooks, b: TenantBooks
-              ) -> dict[str, Callable[[], object]]:
+def _attempts(
+    ledger: LedgerService, a: TenantBooks, b: TenantBooks
+) -> dict[str, Callable[[], object]]:
     ctx = _ctx(B)
     when = datetime(2030, 1, 1, tzinfo=UTC)
     return {
@@ -103,32 +116,49 @@ def _attempts(ledger: LedgerService, a: TenantBooks, b: TenantBooks
         "get_journal": lambda: ledger.get_journal(ctx, a.journal),
         "get_hold": lambda: ledger.get_hold(ctx, a.hold),
         "post_journal with A's accounts": lambda: ledger.post_journal(
-            ctx, transfer("steal-1", a.wallet, a.cash, 100)),
+            ctx, transfer("steal-1", a.wallet, a.cash, 100)
+        ),
         "post_journal from A's wallet into B's": lambda: ledger.post_journal(
-            ctx, transfer("steal-2", a.wallet, b.wallet, 100)),
+            ctx, transfer("steal-2", a.wallet, b.wallet, 100)
+        ),
         "post_journal from B's cash into A's wallet": lambda: ledger.post_journal(
-            ctx, transfer("gift", b.cash, a.wallet, 100)),
-        "post_journals": lambda: ledger.post_journals(ctx, c.PostJournals(journals=[
-            transfer("batch-ok", b.cash, b.wallet, 1),
-            transfer("batch-steal", a.wallet, b.wallet, 1)])),
-        "create_hold on A's accounts": lambda: ledger.create_hold(ctx, c.CreateHold(
-            reference="h-steal", debit_account_id=a.wallet, credit_account_id=b.cash,
-            amount=php(100))),
-        "capture A's hold": lambda: ledger.capture_hold(ctx, c.CaptureHold(
-            hold_id=a.hold, reference="cap-steal")),
+            ctx, transfer("gift", b.cash, a.wallet, 100)
+        ),
+        "post_journals": lambda: ledger.post_journals(
+            ctx,
+            c.PostJournals(
+                journals=[
+                    transfer("batch-ok", b.cash, b.wallet, 1),
+                    transfer("batch-steal", a.wallet, b.wallet, 1),
+                ]
+            ),
+        ),
+        "create_hold on A's accounts": lambda: ledger.create_hold(
+            ctx,
+            c.CreateHold(
+                reference="h-steal",
+                debit_account_id=a.wallet,
+                credit_account_id=b.cash,
+                amount=php(100),
+            ),
+        ),
+        "capture A's hold": lambda: ledger.capture_hold(
+            ctx, c.CaptureHold(hold_id=a.hold, reference="cap-steal")
+        ),
         "void A's hold": lambda: ledger.void_hold(ctx, c.VoidHold(hold_id=a.hold)),
-        "reverse A's journal": lambda: ledger.reverse_journal(ctx, c.ReverseJournal(
-            journal_id=a.journal, reference="rev-steal")),
-        "freeze A's account": lambda: ledger.change_account_status(ctx, c.ChangeAccountStatus(
-            account_id=a.wallet, status="frozen")),
-        "close A's account": lambda: ledger.change_account_status(ctx, c.ChangeAccountStatus(
-            account_id=a.cash, status="closed")),
+        "reverse A's journal": lambda: ledger.reverse_journal(
+            ctx, c.ReverseJournal(journal_id=a.journal, reference="rev-steal")
+        ),
+        "freeze A's account": lambda: ledger.change_account_status(
+            ctx, c.ChangeAccountStatus(account_id=a.wallet, status="frozen")
+        ),
+        "close A's account": lambda: ledger.change_account_status(
+            ctx, c.ChangeAccountStatus(account_id=a.cash, status="closed")
+        ),
     }
 
 
-def test_tenant_b_cannot_read_or_change_tenant_a(
-    ledger: LedgerService, storage: Storage
-) -> None:
+def test_tenant_b_cannot_read_or_change_tenant_a(ledger: LedgerService, storage: Storage) -> None:
     a = _books(ledger, A)
     b = _books(ledger, B)  # same codes and references in another tenant are fine
     before = _snapshot(ledger, storage, a)
@@ -144,22 +174,28 @@ def test_tenant_b_cannot_read_or_change_tenant_a(
     # A still fully controls its own things: nothing was consumed by B's attempts
     ctx = _ctx(A)
     assert ledger.void_hold(ctx, c.VoidHold(hold_id=a.hold)).status == "voided"
-    assert ledger.reverse_journal(ctx, c.ReverseJournal(journal_id=a.journal,
-                                                        reference="rev")).reverses_journal_id \
+    assert (
+        ledger.reverse_journal(
+            ctx, c.ReverseJournal(journal_id=a.journal, reference="rev")
+        ).reverses_journal_id
         == a.journal
+    )
 
 
 def _snapshot_of_b(ledger: LedgerService, b: TenantBooks) -> tuple[object, ...]:
     ctx = _ctx(B)
-    return (ledger.get_account(ctx, b.cash), ledger.get_account(ctx, b.wallet),
-            ledger.statement(ctx, b.cash), ledger.statement(ctx, b.wallet),
-            ledger.get_hold(ctx, b.hold))
+    return (
+        ledger.get_account(ctx, b.cash),
+        ledger.get_account(ctx, b.wallet),
+        ledger.statement(ctx, b.cash),
+        ledger.statement(ctx, b.wallet),
+        ledger.get_hold(ctx, b.hold),
+    )
 
 
 def test_find_and_list_accounts_see_only_the_own_tenant(ledger: LedgerService) -> None:
     a = _books(ledger, A)
-    ledger.open_account(_ctx(A), c.OpenAccount(code="only-in-a", currency="PHP",
-                                               type="asset"))
+    ledger.open_account(_ctx(A), c.OpenAccount(code="only-in-a", currency="PHP", type="asset"))
     b = _books(ledger, B)
     with pytest.raises(NotFound):
         ledger.find_account(_ctx(B), "only-in-a")
@@ -172,24 +208,30 @@ def test_find_and_list_accounts_see_only_the_own_tenant(ledger: LedgerService) -
 def test_idempotency_keys_are_per_tenant(ledger: LedgerService, storage: Storage) -> None:
     a = _books(ledger, A)
     b = _books(ledger, B)
-    first_a = ledger.post_journal(_ctx(A), transfer("p-1", a.cash, a.wallet, 100),
-                                  idempotency_key="shared-key")
+    first_a = ledger.post_journal(
+        _ctx(A), transfer("p-1", a.cash, a.wallet, 100), idempotency_key="shared-key"
+    )
     # the same key in B with a different request is not a conflict, and runs
-    first_b = ledger.post_journal(_ctx(B), transfer("p-9", b.cash, b.wallet, 900),
-                                  idempotency_key="shared-key")
+    first_b = ledger.post_journal(
+        _ctx(B), transfer("p-9", b.cash, b.wallet, 900), idempotency_key="shared-key"
+    )
     assert first_b.id != first_a.id
     assert first_b.reference == "p-9"
     # and the same key with an identical-looking request in B is not a replay of A's
-    opened_a = ledger.open_account(_ctx(A), c.OpenAccount(code="x", currency="PHP",
-                                                          type="asset"), idempotency_key="k2")
-    opened_b = ledger.open_account(_ctx(B), c.OpenAccount(code="x", currency="PHP",
-                                                          type="asset"), idempotency_key="k2")
+    opened_a = ledger.open_account(
+        _ctx(A), c.OpenAccount(code="x", currency="PHP", type="asset"), idempotency_key="k2"
+    )
+    opened_b = ledger.open_account(
+        _ctx(B), c.OpenAccount(code="x", currency="PHP", type="asset"), idempotency_key="k2"
+    )
     assert opened_a.id != opened_b.id
     # each tenant replays its own first outcome
-    again_a = ledger.post_journal(_ctx(A), transfer("p-1", a.cash, a.wallet, 100),
-                                  idempotency_key="shared-key")
-    again_b = ledger.post_journal(_ctx(B), transfer("p-9", b.cash, b.wallet, 900),
-                                  idempotency_key="shared-key")
+    again_a = ledger.post_journal(
+        _ctx(A), transfer("p-1", a.cash, a.wallet, 100), idempotency_key="shared-key"
+    )
+    again_b = ledger.post_journal(
+        _ctx(B), transfer("p-9", b.cash, b.wallet, 900), idempotency_key="shared-key"
+    )
     assert again_a == first_a
     assert again_b == first_b
     assert ledger.balance(_ctx(A), a.wallet).posted == php(10_100)

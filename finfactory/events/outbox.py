@@ -8,11 +8,14 @@ later (see docs/kernel.md for why this holds on PostgreSQL).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import attrs
 
 from finfactory.events.envelope import EventEnvelope
-from finfactory.kernel.ports import Storage
+
+if TYPE_CHECKING:  # the kernel's ports import the envelope module from this package
+    from finfactory.kernel.ports import Storage
 
 
 @attrs.define

@@ -7,6 +7,7 @@ from finfactory.kernel.audit import (
     Outcome,
     verify_chain,
 )
+from finfactory.kernel.audit_trail import AuditTrail
 from finfactory.kernel.authz import (
     DEFAULT_ROLES,
     AllowAll,
@@ -36,8 +37,8 @@ from finfactory.kernel.errors import (
     NotFound,
     PermissionDenied,
     StorageError,
-    TenantMismatch,
     ValidationError,
+    error_class_for,
     error_from_dict,
 )
 from finfactory.kernel.model import Model, MoneyAmount, PositiveMoney
@@ -57,6 +58,7 @@ __all__ = [
     "AllowAll",
     "AlreadyExists",
     "AuditRecord",
+    "AuditTrail",
     "AuthorizationPolicy",
     "ChainVerification",
     "Clock",
@@ -87,12 +89,12 @@ __all__ = [
     "StorageError",
     "SystemClock",
     "TenantConfigService",
-    "TenantMismatch",
     "TenantSettings",
     "UnitOfWork",
     "UuidGenerator",
     "ValidationError",
     "default_policy",
+    "error_class_for",
     "error_from_dict",
     "from_minor",
     "load_settings",

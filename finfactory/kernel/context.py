@@ -57,6 +57,10 @@ class RequestContext:
         if not isinstance(self.tenant_id, str) or not _TENANT.match(self.tenant_id):
             raise ValidationError("tenant_id is malformed", field="tenant_id")
         _check_trace_id(self.trace_id)
+        for name in ("correlation_id", "causation_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 64):
+                raise ValidationError(f"{name} must be 1-64 characters", field=name)
 
     @classmethod
     def from_traceparent(

@@ -82,10 +82,6 @@ class PermissionDenied(FinFactoryError):
     code = "permission_denied"
 
 
-class TenantMismatch(PermissionDenied):
-    code = "tenant_mismatch"
-
-
 class IdempotencyConflict(FinFactoryError):
     """The idempotency key was used before with a different request."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import pydantic
 from pydantic import BaseModel, PlainSerializer, PlainValidator, WithJsonSchema
@@ -84,7 +84,7 @@ class Model(BaseModel):
             raise
 
     @classmethod
-    def parse(cls, data: Any) -> Any:
+    def parse(cls, data: Any) -> Self:
         try:
             return cls.model_validate(data)
         except pydantic.ValidationError as err:

@@ -23,6 +23,7 @@ from finfactory.primitives.ledger.commands import (
     VoidHold,
 )
 from finfactory.primitives.ledger.errors import (
+    AccountClosed,
     AccountNotActive,
     AccountNotEmpty,
     AccountNotFound,
@@ -34,10 +35,10 @@ from finfactory.primitives.ledger.errors import (
     CurrencyNotAllowed,
     DuplicateAccountCode,
     DuplicateReference,
+    HoldExpiryInPast,
     HoldNotFound,
     HoldNotPending,
     JournalNotFound,
-    TooManyLegs,
     UnbalancedJournal,
 )
 from finfactory.primitives.ledger.model import (
@@ -57,6 +58,7 @@ from finfactory.primitives.ledger.settings import LedgerSettings
 
 __all__ = [
     "Account",
+    "AccountClosed",
     "AccountNotActive",
     "AccountNotEmpty",
     "AccountNotFound",
@@ -82,6 +84,7 @@ __all__ = [
     "ExpireHolds",
     "ExpiredHolds",
     "Hold",
+    "HoldExpiryInPast",
     "HoldNotFound",
     "HoldNotPending",
     "HoldStatus",
@@ -101,7 +104,6 @@ __all__ = [
     "Statement",
     "StatementLine",
     "StoreFactory",
-    "TooManyLegs",
     "UnbalancedJournal",
     "VoidHold",
     "events",

@@ -59,8 +59,12 @@ class AlreadyReversed(DomainError):
     code = "ledger.already_reversed"
 
 
-class TooManyLegs(DomainError):
-    code = "ledger.too_many_legs"
+class AccountClosed(DomainError):
+    code = "ledger.account_closed"
+
+
+class HoldExpiryInPast(DomainError):
+    code = "ledger.hold_expiry_in_past"
 
 
 class CurrencyNotAllowed(DomainError):

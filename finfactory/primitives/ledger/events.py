@@ -114,6 +114,7 @@ class HoldCreated(EventPayload):
 class HoldReleased(EventPayload):
     hold_id: str
     reason: str
+    note: str
     amount: MoneyJson
     captured: MoneyJson
     released: MoneyJson

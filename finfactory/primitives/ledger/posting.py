@@ -56,7 +56,7 @@ def check_balanced(legs: Sequence[LegSpec]) -> None:
     if unbalanced:
         raise UnbalancedJournal(
             "debits and credits differ in " + ", ".join(sorted(unbalanced)),
-            difference={cur: str(diff) for cur, diff in sorted(unbalanced.items())},
+            difference={cur: minor_to_json(diff, cur) for cur, diff in sorted(unbalanced.items())},
         )
 
 

@@ -22,6 +22,7 @@ from finfactory.kernel.reads import ReadGuard
 from finfactory.primitives.ledger import commands as cmd
 from finfactory.primitives.ledger import events as ev
 from finfactory.primitives.ledger.errors import (
+    AccountClosed,
     AccountNotEmpty,
     AccountNotFound,
     AlreadyReversed,
@@ -30,6 +31,7 @@ from finfactory.primitives.ledger.errors import (
     CurrencyNotAllowed,
     DuplicateAccountCode,
     DuplicateReference,
+    HoldExpiryInPast,
     HoldNotFound,
     HoldNotPending,
     JournalNotFound,
@@ -174,7 +176,7 @@ class LedgerService:
             acc = self._lock_one(store, ctx, command.account_id)
             old = acc.status
             if old is AccountStatus.CLOSED and command.status is not AccountStatus.CLOSED:
-                raise AccountNotEmpty("a closed account stays closed", account_id=acc.id)
+                raise AccountClosed(f"account {acc.code} is closed for good", account_id=acc.id)
             if command.status is AccountStatus.CLOSED and (
                 acc.debits_posted != acc.credits_posted or acc.debits_held or acc.credits_held
             ):
@@ -361,6 +363,8 @@ class LedgerService:
                 acc.require_active()
                 acc.require_currency(currency)
             expires_at = command.expires_at
+            if expires_at is not None and expires_at <= scope.now:
+                raise HoldExpiryInPast("expires_at must be later than now", field="expires_at")
             ttl = load_settings(scope.uow, ctx.tenant_id, LedgerSettings).default_hold_ttl_seconds
             if expires_at is None and ttl is not None:
                 expires_at = scope.now + timedelta(seconds=ttl)
@@ -381,6 +385,7 @@ class LedgerService:
                 metadata=dict(command.metadata),
             )
             scope.resource_id = hold.id
+            before = dict(accounts)
             self._move_held(accounts, hold, +1)
             for acc in accounts.values():
                 acc.check_bound()
@@ -397,7 +402,7 @@ class LedgerService:
                 hold.id,
                 hold.version,
             )
-            self._emit_balances(scope, accounts, "hold", hold.id)
+            self._emit_balances(scope, accounts, before, "hold", hold.id)
             store.add_hold(hold)
             store.save_accounts(list(accounts.values()))
             store.flush()
@@ -426,7 +431,9 @@ class LedgerService:
                 raise CaptureExceedsHold(f"hold is in {hold.currency}", field="amount")
             if amount > hold.amount:
                 raise CaptureExceedsHold(
-                    f"capture of {amount} exceeds hold of {hold.amount}", field="amount"
+                    f"capture of {from_minor(amount, hold.currency).amount} exceeds the hold of"
+                    f" {from_minor(hold.amount, hold.currency).amount} {hold.currency}",
+                    field="amount",
                 )
             self._move_held(accounts, hold, -1)
             spec = JournalSpec(
@@ -453,7 +460,7 @@ class LedgerService:
                 capture_journal_id=journal.id,
                 version=hold.version + 1,
             )
-            return self._finish_hold(scope, store, accounts, hold)
+            return self._finish_hold(scope, store, accounts, hold, spec.description)
 
         return self._runner.run(
             ctx,
@@ -475,12 +482,13 @@ class LedgerService:
     ) -> cmd.HoldView:
         def handle(scope: CommandScope) -> cmd.HoldView:
             store, hold, accounts = self._open_hold(scope, command.hold_id)
+            before = dict(accounts)
             self._move_held(accounts, hold, -1)
-            self._emit_balances(scope, accounts, "hold", hold.id)
+            self._emit_balances(scope, accounts, before, "hold", hold.id)
             hold = attrs.evolve(
                 hold, status=HoldStatus.VOIDED, released_at=scope.now, version=hold.version + 1
             )
-            return self._finish_hold(scope, store, accounts, hold)
+            return self._finish_hold(scope, store, accounts, hold, command.reason)
 
         return self._runner.run(
             ctx,
@@ -518,13 +526,14 @@ class LedgerService:
                 touched = {
                     aid: accounts[aid] for aid in (hold.debit_account_id, hold.credit_account_id)
                 }
+                before = dict(touched)
                 self._move_held(touched, hold, -1)
-                self._emit_balances(scope, touched, "hold", hold.id)
+                self._emit_balances(scope, touched, before, "hold", hold.id)
                 accounts.update(touched)
                 hold = attrs.evolve(
                     hold, status=HoldStatus.EXPIRED, released_at=scope.now, version=hold.version + 1
                 )
-                self._emit_release(scope, hold)
+                self._emit_release(scope, hold, "expired by the clock")
                 store.save_hold(hold)
                 done.append(hold.id)
             store.save_accounts([accounts[aid] for aid in sorted(accounts)])
@@ -551,22 +560,31 @@ class LedgerService:
         return store, hold, accounts
 
     def _finish_hold(
-        self, scope: CommandScope, store: LedgerStore, accounts: dict[str, Account], hold: Hold
+        self,
+        scope: CommandScope,
+        store: LedgerStore,
+        accounts: dict[str, Account],
+        hold: Hold,
+        note: str,
     ) -> cmd.HoldView:
-        self._emit_release(scope, hold)
+        self._emit_release(scope, hold, note)
         store.save_hold(hold)
         store.save_accounts(list(accounts.values()))
         store.flush()
-        scope.summary = {"after": {"status": hold.status.value, "captured": hold.captured_amount}}
+        scope.summary = {
+            "after": {"status": hold.status.value, "captured": hold.captured_amount},
+            "note": note,
+        }
         return hold_view(hold)
 
     @staticmethod
-    def _emit_release(scope: CommandScope, hold: Hold) -> None:
+    def _emit_release(scope: CommandScope, hold: Hold, note: str = "") -> None:
         scope.emit(
             ev.HoldReleased,
             dict(
                 hold_id=hold.id,
                 reason=hold.status.value,
+                note=note,
                 amount=money(hold.amount, hold.currency),
                 captured=money(hold.captured_amount, hold.currency),
                 released=money(hold.amount - hold.captured_amount, hold.currency),
@@ -587,10 +605,17 @@ class LedgerService:
 
     @staticmethod
     def _emit_balances(
-        scope: CommandScope, accounts: dict[str, Account], cause: str, cause_id: str
+        scope: CommandScope,
+        accounts: dict[str, Account],
+        before: dict[str, Account],
+        cause: str,
+        cause_id: str,
     ) -> None:
+        """balance.updated for each account whose posted, held or available balance moved."""
         for aid in sorted(accounts):
-            accounts[aid] = emit_balance(scope, accounts[aid], cause, cause_id)
+            acc, old = accounts[aid], before[aid]
+            if (acc.posted, acc.held) != (old.posted, old.held):
+                accounts[aid] = emit_balance(scope, acc, cause, cause_id)
 
     @staticmethod
     def _require(accounts: dict[str, Account], account_id: str, field: str) -> Account:

@@ -1,6 +1,5 @@
 """Invariants the database enforces itself: append-only journals, entries and audit log;
-audit heads that only move forward; on PostgreSQL, a deferred check that every journal
-balances per currency.
+on PostgreSQL, a deferred check that every journal balances per currency.
 
 Revision ID: 0002
 Revises: 0001
@@ -42,18 +41,6 @@ END $$;
 """
 
 
-PG_HEAD_FUNCTION = """
-CREATE FUNCTION ff_audit_head_forward_only() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-  IF TG_OP = 'DELETE' OR NEW.last_sequence < OLD.last_sequence THEN
-    RAISE EXCEPTION 'audit heads only move forward' USING ERRCODE = '23514';
-  END IF;
-  RETURN NEW;
-END $$;
-"""
-
-
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
@@ -69,21 +56,7 @@ def upgrade() -> None:
                 f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION ff_refuse_change()"
             )
-        op.execute(PG_HEAD_FUNCTION)
-        op.execute(
-            "CREATE TRIGGER ff_audit_heads_forward_only BEFORE UPDATE OR DELETE ON ff_audit_heads "
-            "FOR EACH ROW EXECUTE FUNCTION ff_audit_head_forward_only()"
-        )
     elif dialect == "sqlite":
-        op.execute(
-            "CREATE TRIGGER ff_audit_heads_no_rewind BEFORE UPDATE ON ff_audit_heads "
-            "WHEN NEW.last_sequence < OLD.last_sequence "
-            "BEGIN SELECT RAISE(ABORT, 'audit heads only move forward'); END"
-        )
-        op.execute(
-            "CREATE TRIGGER ff_audit_heads_no_delete BEFORE DELETE ON ff_audit_heads "
-            "BEGIN SELECT RAISE(ABORT, 'audit heads only move forward'); END"
-        )
         for table in APPEND_ONLY:
             for event in ("UPDATE", "DELETE"):
                 op.execute(
@@ -95,16 +68,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
-        op.execute("DROP TRIGGER ff_audit_heads_forward_only ON ff_audit_heads")
-        op.execute("DROP FUNCTION ff_audit_head_forward_only()")
         for table in APPEND_ONLY:
             op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
         op.execute("DROP FUNCTION ff_refuse_change()")
         op.execute("DROP TRIGGER ledger_entries_balanced ON ledger_entries")
         op.execute("DROP FUNCTION ledger_check_journal_balanced()")
     elif dialect == "sqlite":
-        op.execute("DROP TRIGGER ff_audit_heads_no_rewind")
-        op.execute("DROP TRIGGER ff_audit_heads_no_delete")
         for table in APPEND_ONLY:
             for event in ("update", "delete"):
                 op.execute(f"DROP TRIGGER {table}_no_{event}")

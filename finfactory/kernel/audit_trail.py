@@ -1,0 +1,48 @@
+"""Reading and verifying a tenant's audit trail, behind the ``audit.read`` permission."""
+
+from __future__ import annotations
+
+from itertools import islice
+
+import attrs
+
+from finfactory.kernel.audit import AuditRecord, ChainVerification, verify_chain
+from finfactory.kernel.authz import AuthorizationPolicy
+from finfactory.kernel.clock import Clock, IdGenerator
+from finfactory.kernel.context import RequestContext
+from finfactory.kernel.ports import Storage, UnitOfWork
+from finfactory.kernel.reads import ReadGuard
+
+
+@attrs.define
+class AuditTrail:
+    storage: Storage
+    policy: AuthorizationPolicy
+    clock: Clock
+    ids: IdGenerator
+    _reads: ReadGuard = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._reads = ReadGuard(self.storage, self.policy, self.clock, self.ids, "audit.read")
+
+    def records(
+        self,
+        ctx: RequestContext,
+        *,
+        after_sequence: int = 0,
+        limit: int = 100,
+        uow: UnitOfWork | None = None,
+    ) -> list[AuditRecord]:
+        """The caller's tenant's records with ``sequence > after_sequence``, oldest first."""
+        with self._reads.view(ctx, uow) as tx:
+            records = (
+                r for r in tx.kernel.audit_records(ctx.tenant_id) if r.sequence > after_sequence
+            )
+            return list(islice(records, max(1, min(limit, 10_000))))
+
+    def verify(self, ctx: RequestContext, *, uow: UnitOfWork | None = None) -> ChainVerification:
+        """Walk the caller's tenant's whole chain and report the first break, if any."""
+        with self._reads.view(ctx, uow) as tx:
+            return verify_chain(
+                tx.kernel.audit_records(ctx.tenant_id), tx.kernel.audit_head(ctx.tenant_id)
+            )
