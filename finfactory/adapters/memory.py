@@ -57,6 +57,16 @@ class MemoryUnitOfWork:
     def flush(self) -> None:
         """Writes apply at once in memory; nothing is buffered here."""
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        mark = len(self._undo)
+        try:
+            yield
+        except BaseException:
+            while len(self._undo) > mark:
+                self._undo.pop()()
+            raise
+
     def get(self, table: str, key: Any) -> Any:
         return self.db.table(table).get(key)
 

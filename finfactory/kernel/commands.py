@@ -48,6 +48,14 @@ class CommandScope:
     summary: dict[str, Any] = attrs.field(factory=dict)
     events: list[PendingEvent] = attrs.field(factory=list)
 
+    event_writer: Callable[[list[PendingEvent]], None] | None = None
+
+    def flush_events(self) -> None:
+        """Write the events emitted so far now, instead of when the command ends."""
+        if self.event_writer is not None and self.events:
+            self.event_writer(self.events)
+            self.events = []
+
     def emit(
         self,
         payload_type: type[EventPayload],
@@ -65,6 +73,9 @@ class CommandSpec(Generic[R]):
     permission: str
     resource_type: str
     result_model: type[R]
+    # The handler writes as it goes (CommandScope.flush_events, store flushes); it then runs
+    # inside a savepoint so that a rejection half-way leaves nothing of it behind.
+    streaming: bool = False
 
 
 def request_fingerprint(action: str, request: BaseModel) -> str:
@@ -125,10 +136,10 @@ class CommandRunner:
         )
         uow.kernel.append_audit(draft, seal)
 
-    def _envelopes(self, scope: CommandScope) -> list[EventEnvelope]:
+    def _envelopes(self, scope: CommandScope, events: list[PendingEvent]) -> list[EventEnvelope]:
         ctx = scope.ctx
         out = []
-        for pending in scope.events:
+        for pending in events:
             etype = event_type_of(pending.payload_type)
             # Validation only: the payload must match its declared schema exactly.
             etype.payload_model.__pydantic_validator__.validate_python(pending.payload)
@@ -230,7 +241,14 @@ class CommandRunner:
             if failure is None:
                 scope = CommandScope(tx, ctx, now, self.ids, resource_id)
                 try:
-                    result = handler(scope)
+                    if spec.streaming:
+                        scope.event_writer = lambda events: tx.kernel.append_events(
+                            self._envelopes(scope, events)
+                        )
+                        with tx.savepoint():
+                            result = handler(scope)
+                    else:
+                        result = handler(scope)
                 except DomainError as err:
                     failure = err
                     if idempotency_key is not None:
@@ -256,7 +274,7 @@ class CommandRunner:
                     # Events before the audit record: on PostgreSQL the outbox lock is then
                     # always taken before the tenant's audit head (one lock order, no deadlock).
                     if scope.events:
-                        tx.kernel.append_events(self._envelopes(scope))
+                        tx.kernel.append_events(self._envelopes(scope, scope.events))
                     self._audit(
                         tx,
                         ctx,

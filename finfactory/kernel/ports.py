@@ -90,6 +90,10 @@ class UnitOfWork(Protocol):
         """Send writes the adapter buffered; called at the end of every command."""
         ...
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Undo everything written inside the block if it raises; keep it otherwise."""
+        ...
+
 
 class Storage(Protocol):
     def transaction(self) -> AbstractContextManager[UnitOfWork]:

@@ -20,8 +20,6 @@ from sqlalchemy import Connection
 _NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 _SIMPLE_INSERT = re.compile(r"^INSERT INTO (\w+) \(([^)]*)\) VALUES \(([^()]*)\)$")
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
-# Column types of tables, read once from the catalog, for ``unnest`` array casts.
-_PG_COLUMN_TYPES: dict[str, dict[str, str]] = {}
 
 
 @lru_cache(maxsize=256)
@@ -43,7 +41,12 @@ def _simple_insert(sql: str) -> tuple[str, tuple[str, ...], tuple[str, ...]] | N
 
 
 class DriverSession:
-    """Queued writes and immediate reads on the connection's DBAPI connection."""
+    """Queued writes and immediate reads on the connection's DBAPI connection.
+
+    On PostgreSQL, :meth:`send` starts queued writes without waiting for them, inside a
+    pipeline that stays open until the next read or :meth:`flush`; the server works on them
+    while Python goes on computing the next part of the command.
+    """
 
     def __init__(self, conn: Connection) -> None:
         if not conn.in_transaction():
@@ -53,6 +56,9 @@ class DriverSession:
         assert raw is not None
         self._raw: Any = raw
         self._queue: list[tuple[str, list[dict[str, Any]]]] = []
+        self._pipeline: Any = None
+        self._pipeline_cm: Any = None
+        self._writer: Any = None
         self._last_ts: datetime | None = None
         self._last_text = ""
 
@@ -63,71 +69,100 @@ class DriverSession:
         if rows:
             self._queue.append((sql, rows))
 
+    def discard(self) -> None:
+        """Forget writes queued but not yet sent (the command that queued them failed)."""
+        self._queue = []
+
+    def _open_pipeline(self) -> Any:
+        if self._pipeline is None:
+            self._pipeline_cm = self._raw.pipeline()
+            self._pipeline = self._pipeline_cm.__enter__()
+            self._writer = self._raw.cursor()
+        return self._pipeline
+
+    def send(self) -> None:
+        """Start the queued writes: pipelined on PostgreSQL, executed at once on SQLite."""
+        if not self._queue:
+            return
+        if not self.postgres:
+            self._execute_queue()
+            return
+        self._open_pipeline()
+        self._send(self._writer)
+
     def query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Send what is queued, then run ``sql`` and return its rows."""
         stmt = self._sql(sql)
+        if self.postgres and (self._queue or self._pipeline is not None):
+            pipeline = self._open_pipeline()
+            self._send(self._writer)
+            cur = self._raw.cursor()
+            try:
+                cur.execute(stmt, params)
+                pipeline.sync()
+                return list(cur.fetchall()) if cur.description else []
+            finally:
+                cur.close()
+        self._execute_queue()
         cur = self._raw.cursor()
         try:
-            if self.postgres and self._queue:
-                with self._raw.pipeline() as pipeline:
-                    self._send(self._raw.cursor())
-                    cur.execute(stmt, params)
-                    pipeline.sync()
-                    rows = cur.fetchall() if cur.description else []
-                return list(rows)
-            self._send(cur)
             cur.execute(stmt, params)
             return list(cur.fetchall()) if cur.description else []
         finally:
             cur.close()
 
     def flush(self) -> None:
+        """Send everything queued and wait until the server has applied it."""
+        if self.postgres:
+            if self._queue:
+                self._open_pipeline()
+                self._send(self._writer)
+            self.close()
+        else:
+            self._execute_queue()
+
+    def close(self, failed: BaseException | None = None) -> None:
+        """Leave pipeline mode (waiting for the server); errors surface here or at a read."""
+        manager, writer = self._pipeline_cm, self._writer
+        if self._pipeline is None:
+            return
+        self._pipeline = self._writer = self._pipeline_cm = None
+        try:
+            if failed is None:
+                manager.__exit__(None, None, None)
+            else:
+                manager.__exit__(type(failed), failed, failed.__traceback__)
+        finally:
+            writer.close()
+
+    def _execute_queue(self) -> None:
         if not self._queue:
             return
         cur = self._raw.cursor()
         try:
-            if self.postgres:
-                with self._raw.pipeline():
-                    self._send(cur)
-            else:
-                self._send(cur)
+            self._send(cur)
         finally:
             cur.close()
 
     def _send(self, cur: Any) -> None:
         queued, self._queue = self._queue, []
         for sql, rows in queued:
-            if len(rows) == 1:
-                cur.execute(self._sql(sql), rows[0])
-                continue
             insert = _simple_insert(sql) if self.postgres else None
-            if insert is None:
+            if insert is not None and insert[1] == insert[2]:
+                # All rows as one JSON document that the server unpacks into the table's row
+                # type: one statement, and the per-value work happens in Rust (pydantic-core
+                # serializes) and C (the server parses) instead of Python.
+                table, columns, _ = insert
+                names = ", ".join(columns)
+                cur.execute(
+                    f"INSERT INTO {table} ({names}) SELECT {names}"
+                    f" FROM json_populate_recordset(NULL::{table}, %s::json)",
+                    [to_json(rows).decode()],
+                )
+            elif len(rows) == 1:
+                cur.execute(self._sql(sql), rows[0])
+            else:
                 cur.executemany(self._sql(sql), rows)
-                continue
-            # Many rows in one statement, one array per column: the server parses and plans
-            # it once, and the statement text stays short enough for psycopg's cache.
-            table, columns, names = insert
-            types = self._column_types(table)
-            arrays = ", ".join(f"%b::{types[c]}[]" for c in columns)
-            cur.execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})",
-                # %b: arrays go in binary, without per-element quoting and escaping.
-                [[row[name] for row in rows] for name in names],
-            )
-
-    def _column_types(self, table: str) -> dict[str, str]:
-        types = _PG_COLUMN_TYPES.get(table)
-        if types is None:
-            cur = self._raw.cursor()
-            cur.execute(
-                "SELECT column_name, udt_name FROM information_schema.columns"
-                " WHERE table_name = %s AND table_schema = ANY(current_schemas(false))",
-                [table],
-            )
-            types = {name: udt for name, udt in cur.fetchall()}
-            cur.close()
-            _PG_COLUMN_TYPES[table] = types
-        return types
 
     # -- value conversion (SQLite keeps text; psycopg adapts natively) ---------------------
     def ts(self, value: datetime | None) -> Any:
@@ -142,8 +177,10 @@ class DriverSession:
     def day(self, value: date) -> Any:
         return value if self.postgres else value.isoformat()
 
-    def json(self, value: Any) -> str:
-        return to_json(value).decode()
+    def json(self, value: Any) -> Any:
+        """A JSON column value: text on SQLite; the object itself on PostgreSQL, where rows
+        travel as one JSON document (see :meth:`_send`)."""
+        return value if self.postgres else to_json(value).decode()
 
     def flag(self, value: bool | None) -> Any:
         if value is None or self.postgres:

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic_core import to_json
 from sqlalchemy import Connection, and_, func, insert, select
 
 from finfactory.adapters.sqlalchemy.driver import DriverSession, read_json
@@ -71,6 +70,10 @@ class SqlKernelStore:
     def __init__(self, conn: Connection, driver: DriverSession) -> None:
         self._conn = conn
         self._drv = driver
+        self._outbox_locked = False
+
+    def forget_locks(self) -> None:
+        """The transaction rolled back to a savepoint taken before the outbox lock."""
         self._outbox_locked = False
 
     def _core(self) -> Connection:
@@ -177,7 +180,7 @@ class SqlKernelStore:
         rows = []
         for e in events:
             row = _event_row(e)
-            row["payload"] = to_json(e.payload).decode()
+            row["payload"] = drv.json(e.payload)
             row["recorded_at"] = drv.ts(e.recorded_at)
             rows.append(row)
         drv.queue(_INSERT_EVENT_SQL, rows)

@@ -31,10 +31,27 @@ class SqlUnitOfWork:
         self.driver = DriverSession(conn)
         self._owns = owns_transaction
         self._kernel = SqlKernelStore(conn, self.driver)
+        self._savepoints = 0
 
     def flush(self) -> None:
         """Send queued writes; the runner calls this at the end of every command."""
         self.driver.flush()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._savepoints += 1
+        name = f"ff_savepoint_{self._savepoints}"
+        self.driver.queue(f"SAVEPOINT {name}", [{}])
+        self.driver.send()
+        try:
+            yield
+        except BaseException:
+            self.driver.discard()
+            self.driver.query(f"ROLLBACK TO SAVEPOINT {name}", {})
+            # Locks taken after the savepoint (the outbox lock) were released with it.
+            self._kernel.forget_locks()
+            raise
+        self.driver.queue(f"RELEASE SAVEPOINT {name}", [{}])
 
     @property
     def kernel(self) -> SqlKernelStore:
@@ -124,8 +141,12 @@ class SqlStorage:
                 conn.info[_IMMEDIATE] = True
                 with conn.begin():
                     uow = SqlUnitOfWork(conn, owns_transaction=True)
-                    yield uow
-                    uow.flush()
+                    try:
+                        yield uow
+                        uow.flush()
+                    except BaseException as failed:
+                        uow.driver.close(failed)
+                        raise
         except _DB_ERRORS as err:
             raise translate_db_error(err) from err
 
@@ -135,7 +156,11 @@ class SqlStorage:
             with self.engine.connect() as conn:
                 conn.info[_IMMEDIATE] = False
                 with conn.begin() as tx:
-                    yield SqlUnitOfWork(conn, owns_transaction=True)
+                    uow = SqlUnitOfWork(conn, owns_transaction=True)
+                    try:
+                        yield uow
+                    finally:
+                        uow.driver.close()
                     tx.rollback()
         except _DB_ERRORS as err:
             raise translate_db_error(err) from err
@@ -151,7 +176,11 @@ class SqlStorage:
         )
         try:
             uow = SqlUnitOfWork(conn, owns_transaction=False)
-            yield uow
-            uow.flush()
+            try:
+                yield uow
+                uow.flush()
+            except BaseException as failed:
+                uow.driver.close(failed)
+                raise
         except _DB_ERRORS as err:
             raise translate_db_error(err) from err

@@ -68,7 +68,12 @@ def _spec(action: str, permission: str, resource: str, result: type[R]) -> Comma
 OPEN = _spec("open_account", "account.open", "ledger_account", cmd.AccountView)
 STATUS = _spec("change_account_status", "account.manage", "ledger_account", cmd.AccountView)
 POST = _spec("post_journal", "journal.post", "journal", cmd.JournalView)
-BATCH = _spec("post_journals", "journal.post", "journal", cmd.BatchView)
+BATCH = CommandSpec(
+    "ledger.post_journals", "ledger.journal.post", "journal", cmd.BatchView, streaming=True
+)
+# Journals of a batch are written in chunks of this size, so the database works on one chunk
+# while the next is computed (the batch still commits or fails as a whole).
+BATCH_CHUNK = 25
 HOLD = _spec("create_hold", "hold.create", "hold", cmd.HoldView)
 CAPTURE = _spec("capture_hold", "hold.capture", "hold", cmd.HoldView)
 VOID = _spec("void_hold", "hold.void", "hold", cmd.HoldView)
@@ -269,12 +274,17 @@ class LedgerService:
             )
         ids = {leg.account_id for s in specs for leg in s.legs}
         accounts = store.lock_accounts(scope.ctx.tenant_id, ids)
-        before = dict(accounts)
-        journals = [apply_journal(scope, accounts, s) for s in specs]
-        for j in journals:
-            store.add_journal(j)
-        store.save_accounts([acc for aid, acc in accounts.items() if acc is not before[aid]])
-        store.flush()
+        journals: list[Journal] = []
+        for start in range(0, len(specs), BATCH_CHUNK):
+            before = dict(accounts)
+            for spec in specs[start : start + BATCH_CHUNK]:
+                journal = apply_journal(scope, accounts, spec)
+                store.add_journal(journal)
+                journals.append(journal)
+            changed = [acc for aid, acc in accounts.items() if acc is not before[aid]]
+            store.save_accounts(changed)
+            store.flush()
+            scope.flush_events()
         scope.resource_id = journals[0].id if len(journals) == 1 else None
         scope.summary = {
             "journals": [

@@ -41,14 +41,20 @@ class SqlLedgerStore:
         self._drv.flush()
         return self._conn
 
+    def _in(self, column: str, values: list[str], prefix: str) -> tuple[str, dict[str, Any]]:
+        """``column IN (...)`` for SQLite; ``column = ANY(array)`` on PostgreSQL, whose
+        statement text then stays short and cacheable however many values there are."""
+        if self._drv.postgres:
+            return f"{column} = ANY(:{prefix})", {prefix: values}
+        marks = ", ".join(f":{prefix}{i}" for i in range(len(values)))
+        return f"{column} IN ({marks})", {f"{prefix}{i}": v for i, v in enumerate(values)}
+
     def lock_accounts(self, tenant_id: str, account_ids: Collection[str]) -> dict[str, Account]:
-        ids = sorted(account_ids)
-        marks = ", ".join(f":a{i}" for i in range(len(ids)))
-        params: dict[str, Any] = {f"a{i}": aid for i, aid in enumerate(ids)}
+        condition, params = self._in("id", sorted(account_ids), "a")
         params["tenant_id"] = tenant_id
         sql = (
             f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE tenant_id = :tenant_id"
-            f" AND id IN ({marks}) ORDER BY id"
+            f" AND {condition} ORDER BY id"
         )
         if self._lock:
             sql += " FOR UPDATE"
@@ -87,13 +93,10 @@ class SqlLedgerStore:
         return [_account(r._mapping) for r in rows]
 
     def existing_references(self, tenant_id: str, references: Collection[str]) -> set[str]:
-        refs = list(references)
-        marks = ", ".join(f":r{i}" for i in range(len(refs)))
-        params: dict[str, Any] = {f"r{i}": r for i, r in enumerate(refs)}
+        condition, params = self._in("reference", list(references), "r")
         params["tenant_id"] = tenant_id
         rows = self._drv.query(
-            "SELECT reference FROM ledger_journals WHERE tenant_id = :tenant_id"
-            f" AND reference IN ({marks})",
+            f"SELECT reference FROM ledger_journals WHERE tenant_id = :tenant_id AND {condition}",
             params,
         )
         return {r[0] for r in rows}
@@ -313,6 +316,7 @@ class SqlLedgerStore:
         self._new_accounts, self._new_journals, self._new_entries = [], [], []
         self._new_holds = []
         self._saved_accounts, self._saved_holds = {}, {}
+        drv.send()
 
 
 def _insert_sql(table: str, columns: str) -> str:
