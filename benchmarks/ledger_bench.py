@@ -253,7 +253,7 @@ def raw_rows(
     return rows
 
 
-def seed_raw(execute: Callable[[str, dict[str, Any]], None], now: Any) -> tuple[str, str]:
+def seed_raw(execute: Callable[[str, dict[str, Any]], object], now: Any) -> tuple[str, str]:
     cash, wallet = str(uuid.uuid4()), str(uuid.uuid4())
     for aid, code, kind, bound in (
         (cash, "cash", "asset", "none"),
@@ -308,7 +308,7 @@ def raw_postgres(url: str, sample: dict[str, Any], n: int, per_tx: int) -> float
         return cache[sql]
 
     def run_one(sql: str, params: dict[str, Any]) -> None:
-        conn.execute(pg(sql), params)  # type: ignore[arg-type]
+        conn.execute(pg(sql), params)
 
     with conn.transaction():
         cash, wallet = seed_raw(run_one, now)
@@ -319,7 +319,7 @@ def raw_postgres(url: str, sample: dict[str, Any], n: int, per_tx: int) -> float
             with conn.transaction():
                 for rows in work[start : start + per_tx]:
                     for sql, params in rows:
-                        conn.execute(pg(sql), params)  # type: ignore[arg-type]
+                        conn.execute(pg(sql), params)
 
     rate = n / timed(run)
     conn.close()

@@ -40,8 +40,10 @@ def _exp(code: str) -> int:
 # -- currencies and exponents ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("code", "exponent"), [("JPY", 0), ("PHP", 2), ("USD", 2), ("KWD", 3),
-                                                 ("BHD", 3), ("KRW", 0), ("CLF", 4)])
+@pytest.mark.parametrize(
+    ("code", "exponent"),
+    [("JPY", 0), ("PHP", 2), ("USD", 2), ("KWD", 3), ("BHD", 3), ("KRW", 0), ("CLF", 4)],
+)
 def test_minor_exponent_follows_iso_4217(code: str, exponent: int) -> None:
     assert minor_exponent(currency(code)) == exponent
 
@@ -75,8 +77,11 @@ def test_currency_error_names_the_given_field() -> None:
 def test_money_error_is_a_validation_error_with_stable_code() -> None:
     err = MoneyError("bad", field="amount")
     assert isinstance(err, ValidationError)
-    assert err.to_dict() == {"code": "invalid_money", "message": "bad",
-                             "details": {"field": "amount"}}
+    assert err.to_dict() == {
+        "code": "invalid_money",
+        "message": "bad",
+        "details": {"field": "amount"},
+    }
 
 
 # -- to_minor / from_minor ---------------------------------------------------------------------
@@ -85,9 +90,16 @@ def test_money_error_is_a_validation_error_with_stable_code() -> None:
 @pytest.mark.parametrize(
     ("minor", "code", "text"),
     [
-        (0, "JPY", "0"), (7, "JPY", "7"), (-1500, "JPY", "-1500"),
-        (0, "PHP", "0.00"), (5, "PHP", "0.05"), (12345, "PHP", "123.45"), (-5, "PHP", "-0.05"),
-        (1, "KWD", "0.001"), (1500, "KWD", "1.500"), (-1234567, "KWD", "-1234.567"),
+        (0, "JPY", "0"),
+        (7, "JPY", "7"),
+        (-1500, "JPY", "-1500"),
+        (0, "PHP", "0.00"),
+        (5, "PHP", "0.05"),
+        (12345, "PHP", "123.45"),
+        (-5, "PHP", "-0.05"),
+        (1, "KWD", "0.001"),
+        (1500, "KWD", "1.500"),
+        (-1234567, "KWD", "-1234.567"),
     ],
 )
 def test_from_minor_gives_exact_amount_with_fixed_digits(minor: int, code: str, text: str) -> None:
@@ -130,8 +142,10 @@ def test_to_minor_refuses_amounts_finer_than_the_minor_unit(
     assert info.value.field == "legs.1.amount"
 
 
-@pytest.mark.parametrize(("amount", "code"), [("10.005", "PHP"), ("1.5", "JPY"), ("0.0001", "KWD"),
-                                              ("0.001", "USD"), ("-0.001", "PHP")])
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [("10.005", "PHP"), ("1.5", "JPY"), ("0.0001", "KWD"), ("0.001", "USD"), ("-0.001", "PHP")],
+)
 def test_to_minor_refuses_inexact_amounts(amount: str, code: str) -> None:
     with pytest.raises(MoneyError) as info:
         to_minor(Money(amount, code), allow_negative=True)
@@ -156,8 +170,9 @@ def test_to_minor_sign_and_zero_rules() -> None:
         to_minor(Money("-0", "PHP"), allow_zero=False, allow_negative=True)
 
 
-@pytest.mark.parametrize("value", [10, "10.00", Decimal("10"), 10.0, None,
-                                   {"amount": "10.00", "currency": "PHP"}])
+@pytest.mark.parametrize(
+    "value", [10, "10.00", Decimal("10"), 10.0, None, {"amount": "10.00", "currency": "PHP"}]
+)
 def test_to_minor_refuses_anything_but_money(value: object) -> None:
     with pytest.raises(MoneyError) as info:
         to_minor(value, field="fee")
@@ -203,8 +218,9 @@ def test_parse_amount_refuses_floats_and_bools(value: object) -> None:
     assert info.value.field == "price"
 
 
-@pytest.mark.parametrize("value", ["NaN", "nan", "Infinity", "-inf", "sNaN", Decimal("NaN"),
-                                   Decimal("-Infinity")])
+@pytest.mark.parametrize(
+    "value", ["NaN", "nan", "Infinity", "-inf", "sNaN", Decimal("NaN"), Decimal("-Infinity")]
+)
 def test_parse_amount_refuses_non_finite(value: object) -> None:
     with pytest.raises(MoneyError, match="finite"):
         parse_amount(value)
@@ -216,9 +232,15 @@ def test_parse_amount_refuses_garbage(value: object) -> None:
         parse_amount(value)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("10.50", Decimal("10.50")), (7, Decimal(7)),
-                                                 (Decimal("-3.1"), Decimal("-3.1")),
-                                                 (" 2.00 ", Decimal("2.00"))])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10.50", Decimal("10.50")),
+        (7, Decimal(7)),
+        (Decimal("-3.1"), Decimal("-3.1")),
+        (" 2.00 ", Decimal("2.00")),
+    ],
+)
 def test_parse_amount_accepts_exact_inputs(value: object, expected: Decimal) -> None:
     assert parse_amount(value) == expected
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar, Token
 from typing import Annotated, Any, Self
 
 import pydantic
 from pydantic import BaseModel, PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
-from finfactory.kernel.errors import FinFactoryError, MoneyError, ValidationError
+from finfactory.kernel.errors import MoneyError, ValidationError
 from finfactory.kernel.money import Money, money_from_json, money_to_json, to_minor
 
 _MONEY_SCHEMA = {
@@ -21,16 +23,37 @@ _MONEY_SCHEMA = {
 }
 
 
-def _money(value: Any) -> Money:
-    money = value if isinstance(value, Money) else money_from_json(value)
-    to_minor(money, allow_negative=True)
+def _checked(value: Any, *, positive: bool) -> Money:
+    # Raised as a pydantic error so that pydantic adds where it happened ("legs.1.amount");
+    # translate_validation_error turns it back into a MoneyError.
+    try:
+        money = value if isinstance(value, Money) else money_from_json(value)
+        if positive:
+            to_minor(money, allow_zero=False)
+        else:
+            to_minor(money, allow_negative=True)
+    except MoneyError as err:
+        raise PydanticCustomError("invalid_money", err.message) from None
     return money
+
+
+def _money(value: Any) -> Money:
+    return _checked(value, positive=False)
 
 
 def _positive_money(value: Any) -> Money:
-    money = value if isinstance(value, Money) else money_from_json(value)
-    to_minor(money, allow_zero=False)
-    return money
+    return _checked(value, positive=True)
+
+
+def _metadata_value(value: Any) -> str | int | bool | None:
+    if value is None or (isinstance(value, str | bool | int) and not isinstance(value, float)):
+        return value
+    raise PydanticCustomError(
+        "invalid_metadata", "metadata values must be strings, integers, booleans or null"
+    )
+
+
+MetadataValue = Annotated[str | int | bool | None, PlainValidator(_metadata_value)]
 
 
 def _serialize(money: Money) -> dict[str, str]:
@@ -57,9 +80,14 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 
 def translate_validation_error(err: pydantic.ValidationError, prefix: str = "") -> ValidationError:
     first = err.errors()[0]
-    field = _field_path(tuple(first["loc"]))
+    inner = tuple((first.get("ctx") or {}).get("inner_loc") or ())
+    field = _field_path(tuple(first["loc"]) + inner)
     if prefix:
         field = f"{prefix}.{field}" if field != "request" else prefix
+    if first["type"] == "invalid_money":
+        return MoneyError(str(first["msg"]), field=field)
+    if first["type"] == "invalid_metadata":
+        return ValidationError(str(first["msg"]), field=field)
     ctx_error = (first.get("ctx") or {}).get("error")
     if isinstance(ctx_error, MoneyError):
         return MoneyError(ctx_error.message, field=field)
@@ -76,16 +104,34 @@ class Model(BaseModel):
     )
 
     def __init__(self, /, **data: Any) -> None:
+        # pydantic builds nested models through this __init__ too. Only the outermost call
+        # translates; a nested one hands its error back to pydantic with its own location,
+        # so the final field reads "legs.1.amount", not "amount".
+        token = _DEPTH.set(_DEPTH.get() + 1)
         try:
             super().__init__(**data)
         except pydantic.ValidationError as err:
+            if token.old_value not in (0, Token.MISSING):
+                raise _nested(err) from None
             raise translate_validation_error(err) from None
-        except FinFactoryError:
-            raise
+        finally:
+            _DEPTH.reset(token)
 
     @classmethod
     def parse(cls, data: Any) -> Self:
+        token = _DEPTH.set(_DEPTH.get() + 1)
         try:
             return cls.model_validate(data)
         except pydantic.ValidationError as err:
             raise translate_validation_error(err) from None
+        finally:
+            _DEPTH.reset(token)
+
+
+_DEPTH: ContextVar[int] = ContextVar("finfactory_model_depth", default=0)
+
+
+def _nested(err: pydantic.ValidationError) -> PydanticCustomError:
+    first = err.errors()[0]
+    inner = tuple(first["loc"]) + tuple((first.get("ctx") or {}).get("inner_loc") or ())
+    return PydanticCustomError(str(first["type"]), str(first["msg"]), {"inner_loc": inner})

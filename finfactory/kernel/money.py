@@ -7,6 +7,7 @@ minor unit. Floats are refused outright: ``0.1`` is not a price.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -79,6 +80,31 @@ def parse_amount(value: object, *, field: str = "amount") -> Decimal:
     return dec
 
 
+# Amounts and balances are stored as signed 64-bit integers of minor units.
+MAX_MINOR = 2**63 - 1
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def exact_minor(amount: Decimal, exponent: int) -> int | None:
+    """``amount`` in minor units if it is exact at ``exponent`` decimals, else None.
+
+    Integer arithmetic on the decimal's digits: no context precision, so no silent rounding
+    however many digits the amount has.
+    """
+    sign, digits, exp = amount.as_tuple()
+    assert isinstance(exp, int)  # finite, checked by the caller
+    coefficient = int("".join(map(str, digits)) or "0")
+    while exp < 0 and coefficient and coefficient % 10 == 0:
+        coefficient //= 10
+        exp += 1
+    if coefficient == 0:
+        return 0
+    if exp + exponent < 0:
+        return None
+    minor: int = coefficient * 10 ** (exp + exponent)
+    return -minor if sign else minor
+
+
 def to_minor(
     money: object, *, field: str = "amount", allow_negative: bool = False, allow_zero: bool = True
 ) -> tuple[int, str]:
@@ -88,12 +114,15 @@ def to_minor(
     cur = currency(money.currency.code, field=field)
     amount = parse_amount(money.amount, field=field)
     exponent = minor_exponent(cur)
-    scaled = amount.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
+    if amount.adjusted() > 40:
+        raise MoneyError(f"{cur.code} amount is out of range", field=field)
+    minor = exact_minor(amount, exponent)
+    if minor is None:
         raise MoneyError(
             f"{amount} is not exact in {cur.code} minor units ({exponent} decimals)", field=field
         )
-    minor = int(scaled)
+    if abs(minor) > MAX_MINOR:
+        raise MoneyError(f"{cur.code} amount is out of range", field=field)
     if minor < 0 and not allow_negative:
         raise MoneyError("amount must not be negative", field=field)
     if minor == 0 and not allow_zero:
@@ -120,12 +149,11 @@ def minor_to_str(minor: int, exponent: int) -> str:
 def money_to_json(money: Money) -> dict[str, str]:
     """``{"amount": "10.00", "currency": "PHP"}``: string amount, fixed minor digits."""
     code = money.currency.code
-    exponent = _exponent(code)
     amount = money.amount
-    if isinstance(amount, Decimal) and amount.is_finite():
-        scaled = amount.scaleb(exponent)
-        if scaled == scaled.to_integral_value():
-            return minor_to_json(int(scaled), code)
+    if isinstance(amount, Decimal) and amount.is_finite() and amount.adjusted() < 19:
+        minor = exact_minor(amount, _exponent(code))
+        if minor is not None:
+            return minor_to_json(minor, code)
     minor, code = to_minor(money, allow_negative=True)  # raises the precise error
     return minor_to_json(minor, code)
 
@@ -140,6 +168,8 @@ def money_from_json(data: Any, *, field: str = "amount") -> Money:
     raw = data["amount"]
     if not isinstance(raw, str):
         raise MoneyError("money JSON amount must be a string", field=field)
+    if not _DECIMAL_TEXT.fullmatch(raw):
+        raise MoneyError(f"not a plain decimal amount: {raw!r}", field=field)
     cur = currency(data["currency"], field=field)
     amount = parse_amount(raw, field=field)
     money = Money(amount, cur)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, field_validator
 
-from finfactory.kernel.model import Model, MoneyAmount, PositiveMoney
+from finfactory.kernel.model import MetadataValue, Model, MoneyAmount, PositiveMoney
 from finfactory.primitives.ledger.model import (
     AccountStatus,
     AccountType,
@@ -27,9 +27,7 @@ def _sorted(value: dict[str, Any]) -> dict[str, Any]:
 
 
 # Sorted so that the same metadata in another key order is the same idempotent request.
-Metadata = Annotated[
-    dict[str, str | int | bool | None], Field(max_length=50), AfterValidator(_sorted)
-]
+Metadata = Annotated[dict[str, MetadataValue], Field(max_length=50), AfterValidator(_sorted)]
 MAX_LEGS = 100
 MAX_BATCH = 1000
 
@@ -97,7 +95,7 @@ class VoidHold(Model):
 
 
 class ExpireHolds(Model):
-    limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    limit: Annotated[int, Field(ge=1, le=10_000, strict=True)] = 1000
 
 
 class ReverseJournal(Model):

@@ -67,6 +67,12 @@ class HoldExpiryInPast(DomainError):
     code = "ledger.hold_expiry_in_past"
 
 
+class AmountOutOfRange(DomainError):
+    """A total would leave the signed 64-bit range the ledger stores amounts in."""
+
+    code = "ledger.amount_out_of_range"
+
+
 class CurrencyNotAllowed(DomainError):
     code = "ledger.currency_not_allowed"
 

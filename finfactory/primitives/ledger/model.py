@@ -8,8 +8,10 @@ from typing import Any
 
 import attrs
 
+from finfactory.kernel.money import MAX_MINOR
 from finfactory.primitives.ledger.errors import (
     AccountNotActive,
+    AmountOutOfRange,
     BalanceBoundExceeded,
     CurrencyMismatch,
 )
@@ -127,6 +129,9 @@ class Account:
         return clone
 
     def post(self, direction: Direction, amount: int) -> Account:
+        total = self.debits_posted if direction is Direction.DEBIT else self.credits_posted
+        if total + amount > MAX_MINOR:
+            raise AmountOutOfRange(f"account {self.code} totals would overflow", account_id=self.id)
         if direction is Direction.DEBIT:
             return self._with(
                 debits_posted=self.debits_posted + amount, entry_count=self.entry_count + 1
@@ -137,6 +142,9 @@ class Account:
 
     def hold(self, direction: Direction, amount: int) -> Account:
         """``amount`` may be negative to release a hold."""
+        total = self.debits_held if direction is Direction.DEBIT else self.credits_held
+        if total + amount > MAX_MINOR:
+            raise AmountOutOfRange(f"account {self.code} holds would overflow", account_id=self.id)
         if direction is Direction.DEBIT:
             return self._with(debits_held=self.debits_held + amount)
         return self._with(credits_held=self.credits_held + amount)

@@ -28,6 +28,7 @@ from finfactory.primitives.ledger.errors import (
     AlreadyReversed,
     BatchTooLarge,
     CaptureExceedsHold,
+    CurrencyMismatch,
     CurrencyNotAllowed,
     DuplicateAccountCode,
     DuplicateReference,
@@ -81,17 +82,17 @@ EXPIRE = _spec("expire_holds", "hold.expire", "hold", cmd.ExpiredHolds)
 REVERSE = _spec("reverse_journal", "journal.reverse", "journal", cmd.JournalView)
 
 
-def _legs(legs: list[cmd.Leg]) -> tuple[LegSpec, ...]:
+def _legs(legs: list[cmd.Leg], prefix: str = "") -> tuple[LegSpec, ...]:
     out = []
     for i, leg in enumerate(legs):
-        minor, cur = to_minor(leg.amount, field=f"legs.{i}.amount", allow_zero=False)
+        minor, cur = to_minor(leg.amount, field=f"{prefix}legs.{i}.amount", allow_zero=False)
         out.append(LegSpec(leg.account_id, leg.direction, minor, cur))
     return tuple(out)
 
 
-def _journal_spec(c: cmd.PostJournal) -> JournalSpec:
+def _journal_spec(c: cmd.PostJournal, prefix: str = "") -> JournalSpec:
     return JournalSpec(
-        c.reference, _legs(c.legs), c.effective_date, c.description, dict(c.metadata)
+        c.reference, _legs(c.legs, prefix), c.effective_date, c.description, dict(c.metadata)
     )
 
 
@@ -246,7 +247,7 @@ class LedgerService:
         uow: UnitOfWork | None = None,
     ) -> cmd.BatchView:
         """Post many journals atomically: all of them, or (on any rejection) none."""
-        specs = [_journal_spec(j) for j in command.journals]
+        specs = [_journal_spec(j, f"journals.{i}.") for i, j in enumerate(command.journals)]
 
         def handle(scope: CommandScope) -> cmd.BatchView:
             limit = load_settings(scope.uow, ctx.tenant_id, LedgerSettings).max_batch_size
@@ -432,13 +433,15 @@ class LedgerService:
         uow: UnitOfWork | None = None,
     ) -> cmd.HoldView:
         """Post the held amount (or part of it) and release the rest of the hold."""
-        requested = None if command.amount is None else to_minor(command.amount)
+        requested = None if command.amount is None else to_minor(command.amount, allow_zero=False)
 
         def handle(scope: CommandScope) -> cmd.HoldView:
             store, hold, accounts = self._open_hold(scope, command.hold_id)
             amount = hold.amount if requested is None else requested[0]
             if requested is not None and requested[1] != hold.currency:
-                raise CaptureExceedsHold(f"hold is in {hold.currency}", field="amount")
+                raise CurrencyMismatch(
+                    f"hold is in {hold.currency}, not {requested[1]}", field="amount"
+                )
             if amount > hold.amount:
                 raise CaptureExceedsHold(
                     f"capture of {from_minor(amount, hold.currency).amount} exceeds the hold of"
