@@ -88,21 +88,14 @@ _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 def exact_minor(amount: Decimal, exponent: int) -> int | None:
     """``amount`` in minor units if it is exact at ``exponent`` decimals, else None.
 
-    Integer arithmetic on the decimal's digits: no context precision, so no silent rounding
-    however many digits the amount has.
+    Integer arithmetic on the decimal's exact ratio: no context precision, so no silent
+    rounding however many digits the amount has.
     """
-    sign, digits, exp = amount.as_tuple()
-    assert isinstance(exp, int)  # finite, checked by the caller
-    coefficient = int("".join(map(str, digits)) or "0")
-    while exp < 0 and coefficient and coefficient % 10 == 0:
-        coefficient //= 10
-        exp += 1
-    if coefficient == 0:
-        return 0
-    if exp + exponent < 0:
+    numerator, denominator = amount.as_integer_ratio()
+    scaled: int = numerator * 10**exponent
+    if scaled % denominator:
         return None
-    minor: int = coefficient * 10 ** (exp + exponent)
-    return -minor if sign else minor
+    return scaled // denominator
 
 
 def to_minor(

@@ -42,23 +42,25 @@ class SqlLedgerStore:
         return self._conn
 
     def _in(self, column: str, values: list[str], prefix: str) -> tuple[str, dict[str, Any]]:
-        """``column IN (...)`` for SQLite; ``column = ANY(array)`` on PostgreSQL, whose
-        statement text then stays short and cacheable however many values there are."""
+        """``column = value`` for one value; for more, ``column IN (...)`` on SQLite and
+        ``column = ANY(array)`` on PostgreSQL, whose statement text then stays short and
+        cacheable however many values there are."""
+        if len(values) == 1:
+            return f"{column} = :{prefix}", {prefix: values[0]}
         if self._drv.postgres:
-            return f"{column} = ANY(:{prefix})", {prefix: values}
+            return f"{column} = ANY(CAST(:{prefix} AS varchar[]))", {prefix: values}
         marks = ", ".join(f":{prefix}{i}" for i in range(len(values)))
         return f"{column} IN ({marks})", {f"{prefix}{i}": v for i, v in enumerate(values)}
 
     def lock_accounts(self, tenant_id: str, account_ids: Collection[str]) -> dict[str, Account]:
+        # By primary key alone, so the plan never depends on table statistics; rows of other
+        # tenants are dropped here (ids are global UUIDs, so that only happens on bad input).
         condition, params = self._in("id", sorted(account_ids), "a")
-        params["tenant_id"] = tenant_id
-        sql = (
-            f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE tenant_id = :tenant_id"
-            f" AND {condition} ORDER BY id"
-        )
+        sql = f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE {condition} ORDER BY id"
         if self._lock:
             sql += " FOR UPDATE"
-        return {row[0]: _account_from_tuple(row) for row in self._drv.query(sql, params)}
+        found = (_account_from_tuple(row) for row in self._drv.query(sql, params))
+        return {acc.id: acc for acc in found if acc.tenant_id == tenant_id}
 
     def get_account(self, tenant_id: str, account_id: str) -> Account | None:
         row = (
