@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -50,3 +52,17 @@ def test_postgres_schema_matches_models() -> None:
     migrate(engine)
     assert _diff(engine) == []
     engine.dispose()
+
+
+def test_sqlite_outbox_keeps_autoincrement_through_every_step(tmp_path: Path) -> None:
+    """Positions must never be reused (retention deletes old rows): AUTOINCREMENT stays."""
+    engine = create_engine(f"sqlite:///{tmp_path}/a.db")
+    query = "SELECT sql FROM sqlite_master WHERE name = 'ff_outbox'"
+    migrate(engine)
+    for revision in ("0003", "0002", "0001"):
+        downgrade(engine, revision)
+        with engine.connect() as conn:
+            assert "AUTOINCREMENT" in conn.exec_driver_sql(query).scalar_one()
+        migrate(engine)
+        with engine.connect() as conn:
+            assert "AUTOINCREMENT" in conn.exec_driver_sql(query).scalar_one()

@@ -18,6 +18,7 @@ from finfactory.adapters.sqlalchemy.tables import (
     tenant_config,
 )
 from finfactory.events.envelope import EventEnvelope
+from finfactory.events.partitions import partition_of
 from finfactory.kernel.audit import GENESIS_HASH, AuditDraft, AuditRecord, Outcome
 from finfactory.kernel.canonical import canonical_json
 from finfactory.kernel.errors import IdempotencyConflict
@@ -59,11 +60,13 @@ _INSERT_AUDIT_SQL = (
 _INSERT_EVENT_SQL = (
     "INSERT INTO ff_outbox (id, event_type, schema_version, tenant_id, source, aggregate_type,"
     " aggregate_id, aggregate_sequence, payload, recorded_at, trace_id, correlation_id,"
-    " causation_id) VALUES (:id, :event_type, :schema_version, :tenant_id, :source,"
+    " causation_id, partition) VALUES (:id, :event_type, :schema_version, :tenant_id, :source,"
     " :aggregate_type, :aggregate_id, :aggregate_sequence, :payload, :recorded_at, :trace_id,"
-    " :correlation_id, :causation_id)"
+    " :correlation_id, :causation_id, :partition)"
 )
 _OUTBOX_LOCK = "SELECT pg_advisory_xact_lock(:key)"
+OUTBOX_CHANNEL = "ff_outbox"
+_NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
 
 
 class SqlKernelStore:
@@ -71,10 +74,12 @@ class SqlKernelStore:
         self._conn = conn
         self._drv = driver
         self._outbox_locked = False
+        self._notified = False
 
     def forget_locks(self) -> None:
         """The transaction rolled back to a savepoint taken before the outbox lock."""
         self._outbox_locked = False
+        self._notified = False
 
     def _core(self) -> Connection:
         """The SQLAlchemy connection, after sending queued writes it may need to see."""
@@ -182,8 +187,13 @@ class SqlKernelStore:
             row = _event_row(e)
             row["payload"] = drv.json(e.payload)
             row["recorded_at"] = drv.ts(e.recorded_at)
+            row["partition"] = partition_of(e.aggregate_type, e.aggregate_id)
             rows.append(row)
         drv.queue(_INSERT_EVENT_SQL, rows)
+        if drv.postgres and not self._notified:
+            # Wakes LISTENing relays when this transaction commits (polling is the backstop).
+            drv.queue(_NOTIFY, [{}])
+            self._notified = True
 
     def read_events(
         self, after_position: int, limit: int, tenant_id: str | None = None

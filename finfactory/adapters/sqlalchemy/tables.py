@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -88,6 +89,7 @@ outbox = Table(
     Column("trace_id", String(32), nullable=False),
     Column("correlation_id", String(64), nullable=False),
     Column("causation_id", String(64), nullable=True),
+    Column("partition", SmallInteger, nullable=False, server_default="0"),
     UniqueConstraint(
         "tenant_id",
         "aggregate_type",
@@ -96,6 +98,7 @@ outbox = Table(
         name="uq_ff_outbox_aggregate_sequence",
     ),
     Index("ix_ff_outbox_tenant_position", "tenant_id", "position"),
+    Index("ix_ff_outbox_partition_position", "partition", "position"),
     sqlite_autoincrement=True,
 )
 
@@ -110,4 +113,48 @@ tenant_config = Table(
     Column("changed_at", UtcDateTime, nullable=False),
     Column("reason", Text, nullable=False),
     PrimaryKeyConstraint("tenant_id", "section", "version", name="pk_ff_tenant_config"),
+)
+
+relay_cursors = Table(
+    "ff_relay_cursors",
+    metadata,
+    Column("channel", String(64), nullable=False),
+    Column("partition", SmallInteger, nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("channel", "partition", name="pk_ff_relay_cursors"),
+)
+
+relay_dead_letters = Table(
+    "ff_relay_dead_letters",
+    metadata,
+    Column("channel", String(64), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("aggregate_type", String(64), nullable=False),
+    Column("aggregate_id", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    # The dead letter this event waits behind (same aggregate), or None for the failing one.
+    Column("blocked_by", BigInteger, nullable=True),
+    Column("dead_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime, nullable=True),
+    PrimaryKeyConstraint("channel", "position", name="pk_ff_relay_dead_letters"),
+    Index(
+        "ix_ff_relay_dead_letters_aggregate",
+        "channel",
+        "aggregate_type",
+        "aggregate_id",
+        "resolved_at",
+    ),
+)
+
+inbox = Table(
+    "ff_inbox",
+    metadata,
+    Column("consumer", String(100), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("handled_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("consumer", "event_id", name="pk_ff_inbox"),
 )
