@@ -6,6 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
 bash scripts/postgres.sh
+bash scripts/services.sh
 V="$ROOT/.venv/bin"
 echo "== ruff";  "$V/ruff" check finfactory tests examples benchmarks
 "$V/ruff" format --check finfactory tests examples benchmarks
