@@ -161,12 +161,11 @@ class MemoryKernelStore:
 
     def append_audit(
         self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]
-    ) -> AuditRecord:
+    ) -> None:
         head = self._uow.get("ff_audit_heads", draft.tenant_id) or (0, GENESIS_HASH)
         record = sealer(draft, head[0] + 1, head[1])
         self._uow.put("ff_audit_heads", draft.tenant_id, (record.sequence, record.hash))
         self._uow.put("ff_audit_log", (draft.tenant_id, record.sequence), record)
-        return record
 
     def audit_records(self, tenant_id: str) -> Iterator[AuditRecord]:
         rows = [r for (t, _), r in self._uow.db.table("ff_audit_log").items() if t == tenant_id]

@@ -9,7 +9,7 @@ reordering breaks the links. :func:`verify_chain` reports the first place it bre
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -70,7 +70,7 @@ def _hashed_fields(draft: AuditDraft | AuditRecord, sequence: int) -> dict[str, 
         "id": draft.id,
         "tenant_id": draft.tenant_id,
         "sequence": sequence,
-        "occurred_at": draft.occurred_at.isoformat(),
+        "occurred_at": draft.occurred_at.astimezone(UTC).isoformat(),
         "actor_id": draft.actor_id,
         "actor_kind": draft.actor_kind,
         "action": draft.action,

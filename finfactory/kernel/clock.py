@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Protocol
 
+from finfactory.kernel.errors import ConfigurationError
+
 
 class Clock(Protocol):
     def now(self) -> datetime:
@@ -17,6 +19,14 @@ class IdGenerator(Protocol):
     def new_id(self) -> str:
         """A new globally unique id (a UUID string)."""
         ...
+
+
+def utc_now(clock: Clock) -> datetime:
+    """The clock's reading in UTC; a naive reading is refused (it would mean local time)."""
+    now = clock.now()
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ConfigurationError("the clock returned a naive datetime; clocks must be aware")
+    return now if now.tzinfo is UTC else now.astimezone(UTC)
 
 
 class SystemClock:

@@ -19,7 +19,7 @@ from finfactory.events.registry import EventPayload, event_type_of
 from finfactory.kernel.audit import AuditDraft, Outcome, seal
 from finfactory.kernel.authz import AuthorizationPolicy
 from finfactory.kernel.canonical import canonical_json, sha256_hex
-from finfactory.kernel.clock import Clock, IdGenerator
+from finfactory.kernel.clock import Clock, IdGenerator, utc_now
 from finfactory.kernel.context import RequestContext
 from finfactory.kernel.errors import (
     ConcurrencyError,
@@ -48,14 +48,6 @@ class CommandScope:
     summary: dict[str, Any] = attrs.field(factory=dict)
     events: list[PendingEvent] = attrs.field(factory=list)
 
-    event_writer: Callable[[list[PendingEvent]], None] | None = None
-
-    def flush_events(self) -> None:
-        """Write the events emitted so far now, instead of when the command ends."""
-        if self.event_writer is not None and self.events:
-            self.event_writer(self.events)
-            self.events = []
-
     def emit(
         self,
         payload_type: type[EventPayload],
@@ -73,8 +65,9 @@ class CommandSpec(Generic[R]):
     permission: str
     resource_type: str
     result_model: type[R]
-    # The handler writes as it goes (CommandScope.flush_events, store flushes); it then runs
-    # inside a savepoint so that a rejection half-way leaves nothing of it behind.
+    # The handler sends rows as it goes (store flushes); it then runs inside a savepoint so
+    # that a rejection half-way leaves nothing of it behind. Events are still written when
+    # the command ends: the outbox lock must be the last lock a transaction takes.
     streaming: bool = False
 
 
@@ -104,7 +97,10 @@ class CommandRunner:
     @contextmanager
     def _transaction(self, uow: UnitOfWork | None) -> Iterator[UnitOfWork]:
         if uow is not None:
-            yield uow
+            # In the caller's transaction, a command that fails unexpectedly is undone alone
+            # (its idempotency claim included), leaving the caller's own writes as they were.
+            with uow.savepoint():
+                yield uow
         else:
             with self.storage.transaction() as own:
                 yield own
@@ -181,7 +177,7 @@ class CommandRunner:
                     tx,
                     ctx,
                     spec,
-                    self.clock.now(),
+                    utc_now(self.clock),
                     Outcome.DENIED,
                     decision.reason,
                     resource_id,
@@ -225,7 +221,7 @@ class CommandRunner:
     ) -> R:
         failure: Exception | None = None
         with self._transaction(uow) as tx:
-            now = self.clock.now()
+            now = utc_now(self.clock)
             if idempotency_key is not None:
                 fingerprint = request_fingerprint(spec.action, request)
                 stored = tx.kernel.claim_idempotency(
@@ -242,9 +238,6 @@ class CommandRunner:
                 scope = CommandScope(tx, ctx, now, self.ids, resource_id)
                 try:
                     if spec.streaming:
-                        scope.event_writer = lambda events: tx.kernel.append_events(
-                            self._envelopes(scope, events)
-                        )
                         with tx.savepoint():
                             result = handler(scope)
                     else:

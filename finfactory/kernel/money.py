@@ -91,6 +91,14 @@ def exact_minor(amount: Decimal, exponent: int) -> int | None:
     Integer arithmetic on the decimal's exact ratio: no context precision, so no silent
     rounding however many digits the amount has.
     """
+    _, digits, exp = amount.as_tuple()
+    assert isinstance(exp, int)  # finite, checked by the caller
+    if exp + exponent < 0:
+        # Exact only if the extra decimal places are all zeros; checked on the digits, so
+        # an exponent like 1E-10000000 costs nothing.
+        extra = -(exp + exponent)
+        if extra > len(digits) or any(digits[len(digits) - extra :]):
+            return None if any(digits) else 0
     numerator, denominator = amount.as_integer_ratio()
     scaled: int = numerator * 10**exponent
     if scaled % denominator:

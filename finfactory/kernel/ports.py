@@ -54,12 +54,17 @@ class KernelStore(Protocol):
 
     def append_audit(
         self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]
-    ) -> AuditRecord:
-        """Chain ``draft`` after the tenant's head (``sealer(draft, sequence, prev_hash)``)."""
+    ) -> None:
+        """Chain ``draft`` after the tenant's head (``sealer(draft, sequence, prev_hash)``).
+
+        An adapter may defer the write to the end of the transaction (the SQL adapter does:
+        the tenant's audit head is a lock held to commit, so it is taken last).
+        """
         ...
 
     def append_events(self, events: Sequence[EventEnvelope]) -> None:
-        """Write to the outbox; positions are assigned in commit order."""
+        """Write to the outbox; positions are assigned in commit order (may be deferred to
+        the end of the transaction, like :meth:`append_audit`)."""
         ...
 
     def read_events(
@@ -91,7 +96,11 @@ class UnitOfWork(Protocol):
         ...
 
     def savepoint(self) -> AbstractContextManager[None]:
-        """Undo everything written inside the block if it raises; keep it otherwise."""
+        """Undo everything written inside the block if it raises; keep it otherwise.
+
+        Writes made inside the block have reached the database when it ends normally, so
+        their errors are raised inside it.
+        """
         ...
 
 

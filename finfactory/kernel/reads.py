@@ -9,7 +9,7 @@ import attrs
 
 from finfactory.kernel.audit import AuditDraft, Outcome, seal
 from finfactory.kernel.authz import AuthorizationPolicy
-from finfactory.kernel.clock import Clock, IdGenerator
+from finfactory.kernel.clock import Clock, IdGenerator, utc_now
 from finfactory.kernel.context import RequestContext
 from finfactory.kernel.errors import PermissionDenied
 from finfactory.kernel.ports import Storage, UnitOfWork
@@ -39,7 +39,7 @@ class ReadGuard:
         draft = AuditDraft(
             id=self.ids.new_id(),
             tenant_id=ctx.tenant_id,
-            occurred_at=self.clock.now(),
+            occurred_at=utc_now(self.clock),
             actor_id=ctx.actor.id,
             actor_kind=ctx.actor.kind.value,
             action=self.permission,

@@ -11,9 +11,10 @@ class ManualClock:
     """A clock that moves only when told to (``advance``/``set``); optional auto-tick."""
 
     def __init__(self, start: datetime | None = None, *, tick: timedelta = timedelta(0)) -> None:
-        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
-        if self._now.tzinfo is None:
+        start = start or datetime(2026, 1, 1, tzinfo=UTC)
+        if start.tzinfo is None:
             raise ValueError("ManualClock needs an aware datetime")
+        self._now = start.astimezone(UTC)
         self._tick = tick
         self._lock = threading.Lock()
 
@@ -29,8 +30,10 @@ class ManualClock:
             return self._now
 
     def set(self, moment: datetime) -> None:
+        if moment.tzinfo is None:
+            raise ValueError("ManualClock needs an aware datetime")
         with self._lock:
-            self._now = moment
+            self._now = moment.astimezone(UTC)
 
 
 class SequentialIds:

@@ -43,7 +43,7 @@ _COMPLETE = (
     " WHERE tenant_id = :tenant_id AND key = :key"
 )
 _BUMP_HEAD = (
-    "UPDATE ff_audit_heads SET last_sequence = last_sequence + 1 WHERE tenant_id = :tenant_id"
+    "UPDATE ff_audit_heads SET last_sequence = last_sequence + :n WHERE tenant_id = :tenant_id"
     " RETURNING last_sequence, last_hash"
 )
 _NEW_HEAD = (
@@ -75,6 +75,8 @@ class SqlKernelStore:
         self._drv = driver
         self._outbox_locked = False
         self._notified = False
+        self._audits: list[tuple[AuditDraft, Any]] = []
+        self._events: list[EventEnvelope] = []
 
     def forget_locks(self) -> None:
         """The transaction rolled back to a savepoint taken before the outbox lock."""
@@ -123,19 +125,49 @@ class SqlKernelStore:
     # -- audit ----------------------------------------------------------------------------
     def append_audit(
         self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]
-    ) -> AuditRecord:
-        tenant = {"tenant_id": draft.tenant_id}
-        head = self._drv.query(_BUMP_HEAD, tenant)
+    ) -> None:
+        self._audits.append((draft, sealer))
+
+    def pending_marks(self) -> tuple[int, int]:
+        return len(self._audits), len(self._events)
+
+    def truncate_pending(self, marks: tuple[int, int]) -> None:
+        del self._audits[marks[0] :]
+        del self._events[marks[1] :]
+
+    def finish(self) -> None:
+        """Write the deferred outbox events, then the audit records, as the transaction's
+        last writes. Both take locks held to commit (the global outbox lock, each tenant's
+        audit head); taking them last, outbox first and tenants in order, keeps every
+        transaction's lock order the same, so they cannot deadlock."""
+        events, self._events = self._events, []
+        audits, self._audits = self._audits, []
+        if events:
+            self._write_events(events)
+        by_tenant: dict[str, list[tuple[AuditDraft, Any]]] = {}
+        for draft, sealer in audits:
+            by_tenant.setdefault(draft.tenant_id, []).append((draft, sealer))
+        for tenant_id in sorted(by_tenant):
+            self._write_audits(tenant_id, by_tenant[tenant_id])
+
+    def _write_audits(self, tenant_id: str, drafts: list[tuple[AuditDraft, Any]]) -> None:
+        params = {"tenant_id": tenant_id, "n": len(drafts)}
+        head = self._drv.query(_BUMP_HEAD, params)
         if not head:
-            self._drv.queue(_NEW_HEAD, [{"tenant_id": draft.tenant_id, "genesis": GENESIS_HASH}])
-            head = self._drv.query(_BUMP_HEAD, tenant)
-        sequence, prev_hash = head[0]
-        record = sealer(draft, int(sequence), str(prev_hash))
-        self._drv.queue(_SET_HEAD, [{"tenant_id": draft.tenant_id, "hash": record.hash}])
-        row = _audit_row(record)
-        row["occurred_at"] = self._drv.ts(record.occurred_at)
-        self._drv.queue(_INSERT_AUDIT_SQL, [row])
-        return record
+            self._drv.queue(_NEW_HEAD, [{"tenant_id": tenant_id, "genesis": GENESIS_HASH}])
+            head = self._drv.query(_BUMP_HEAD, params)
+        last_sequence, prev_hash = int(head[0][0]), str(head[0][1])
+        sequence = last_sequence - len(drafts)
+        rows = []
+        for draft, sealer in drafts:
+            sequence += 1
+            record: AuditRecord = sealer(draft, sequence, prev_hash)
+            prev_hash = record.hash
+            row = _audit_row(record)
+            row["occurred_at"] = self._drv.ts(record.occurred_at)
+            rows.append(row)
+        self._drv.queue(_SET_HEAD, [{"tenant_id": tenant_id, "hash": prev_hash}])
+        self._drv.queue(_INSERT_AUDIT_SQL, rows)
 
     def audit_records(self, tenant_id: str) -> Iterator[AuditRecord]:
         rows = self._core().execute(
@@ -176,8 +208,9 @@ class SqlKernelStore:
 
     # -- outbox ---------------------------------------------------------------------------
     def append_events(self, events: Sequence[EventEnvelope]) -> None:
-        if not events:
-            return
+        self._events.extend(events)
+
+    def _write_events(self, events: Sequence[EventEnvelope]) -> None:
         if self._drv.postgres and not self._outbox_locked:
             self._drv.queue(_OUTBOX_LOCK, [{"key": OUTBOX_LOCK_KEY}])
             self._outbox_locked = True

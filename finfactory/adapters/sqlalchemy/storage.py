@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import sqlalchemy
@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session
 
 from finfactory.adapters.sqlalchemy.driver import DriverSession
 from finfactory.adapters.sqlalchemy.kernel_store import SqlKernelStore
-from finfactory.kernel.errors import ConcurrencyError, IntegrityViolation, StorageError
+from finfactory.kernel.errors import (
+    ConcurrencyError,
+    DomainError,
+    IdempotencyConflict,
+    IntegrityViolation,
+    PermissionDenied,
+    StorageError,
+    ValidationError,
+)
 
 _IMMEDIATE = "finfactory_begin_immediate"
 
@@ -37,19 +45,35 @@ class SqlUnitOfWork:
         """Send queued writes; the runner calls this at the end of every command."""
         self.driver.flush()
 
+    def finish(self) -> None:
+        """Write the deferred outbox and audit rows and wait for everything queued.
+
+        Runs right before the transaction commits: at the end of ``transaction()``, and for
+        a caller-owned transaction when its ``join()`` block ends or the caller commits.
+        """
+        self._kernel.finish()
+        self.driver.flush()
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         self._savepoints += 1
         name = f"ff_savepoint_{self._savepoints}"
+        marks = self._kernel.pending_marks()
         self.driver.queue(f"SAVEPOINT {name}", [{}])
         self.driver.send()
         try:
             yield
-        except BaseException:
+            self.driver.flush()  # so a failing write raises here, while it can be undone
+        except BaseException as failed:
             self.driver.discard()
+            with suppress(*_DB_ERRORS):
+                self.driver.close(failed)  # leave an aborted pipeline before rolling back
             self.driver.query(f"ROLLBACK TO SAVEPOINT {name}", {})
+            self._kernel.truncate_pending(marks)
             # Locks taken after the savepoint (the outbox lock) were released with it.
             self._kernel.forget_locks()
+            if isinstance(failed, _DB_ERRORS):
+                raise translate_db_error(failed) from failed
             raise
         self.driver.queue(f"RELEASE SAVEPOINT {name}", [{}])
 
@@ -143,7 +167,7 @@ class SqlStorage:
                     uow = SqlUnitOfWork(conn, owns_transaction=True)
                     try:
                         yield uow
-                        uow.flush()
+                        uow.finish()
                     except BaseException as failed:
                         uow.driver.close(failed)
                         raise
@@ -155,6 +179,11 @@ class SqlStorage:
         try:
             with self.engine.connect() as conn:
                 conn.info[_IMMEDIATE] = False
+                if conn.dialect.name == "postgresql":
+                    # One snapshot for every statement: a chain and its head read together.
+                    conn = conn.execution_options(
+                        isolation_level="REPEATABLE READ", postgresql_readonly=True
+                    )
                 with conn.begin() as tx:
                     uow = SqlUnitOfWork(conn, owns_transaction=True)
                     try:
@@ -176,11 +205,24 @@ class SqlStorage:
         )
         try:
             uow = SqlUnitOfWork(conn, owns_transaction=False)
+
+            def before_commit(_conn: Connection) -> None:
+                uow.finish()
+
+            # If the caller commits inside the block, the deferred rows still go first.
+            event.listen(conn, "commit", before_commit)
             try:
                 yield uow
-                uow.flush()
+                uow.finish()
+            except (DomainError, PermissionDenied, IdempotencyConflict, ValidationError):
+                # A rejection, denial or conflict: its audit record and idempotency outcome
+                # are the caller's to commit, like any other write of this transaction.
+                uow.finish()
+                raise
             except BaseException as failed:
                 uow.driver.close(failed)
                 raise
+            finally:
+                event.remove(conn, "commit", before_commit)
         except _DB_ERRORS as err:
             raise translate_db_error(err) from err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, field_validator
@@ -33,9 +33,12 @@ MAX_BATCH = 1000
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    """Aware datetimes only, kept in UTC so every adapter stores and returns the same."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
         raise ValueError("must be timezone-aware")
-    return value
+    return value.astimezone(UTC)
 
 
 class OpenAccount(Model):

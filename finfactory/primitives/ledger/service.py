@@ -4,7 +4,7 @@ written with its outbox events in one transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import attrs
@@ -15,6 +15,7 @@ from finfactory.kernel.clock import Clock, IdGenerator
 from finfactory.kernel.commands import CommandRunner, CommandScope, CommandSpec
 from finfactory.kernel.config import load_settings
 from finfactory.kernel.context import RequestContext
+from finfactory.kernel.errors import ValidationError
 from finfactory.kernel.money import Money, from_minor, to_minor
 from finfactory.kernel.money import currency as check_currency
 from finfactory.kernel.ports import Storage, UnitOfWork
@@ -285,7 +286,6 @@ class LedgerService:
             changed = [acc for aid, acc in accounts.items() if acc is not before[aid]]
             store.save_accounts(changed)
             store.flush()
-            scope.flush_events()
         scope.resource_id = journals[0].id if len(journals) == 1 else None
         scope.summary = {
             "journals": [
@@ -694,6 +694,9 @@ class LedgerService:
         uow: UnitOfWork | None = None,
     ) -> Money:
         """The posted balance as it stood at ``at`` (by posting time)."""
+        if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+            raise ValidationError("at must be a timezone-aware datetime", field="at")
+        at = at.astimezone(UTC)
         with self._reads.view(ctx, uow) as tx:
             store = self.store_factory(tx)
             acc = store.get_account(ctx.tenant_id, account_id)

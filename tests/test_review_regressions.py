@@ -1,0 +1,164 @@
+"""Regressions for review findings: lock order in caller transactions, stuck idempotency
+keys, consistent audit verification, clocks outside UTC, tiny exponents."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from moneyed import Money
+
+from finfactory.adapters.sqlalchemy.storage import SqlStorage
+from finfactory.kernel import AuditTrail, MoneyError, default_policy, to_minor
+from finfactory.kernel.config import TenantConfigService
+from finfactory.kernel.errors import ValidationError
+from finfactory.kernel.ports import Storage
+from finfactory.primitives.ledger import LedgerSettings
+from finfactory.primitives.ledger import commands as c
+from finfactory.primitives.ledger.service import LedgerService
+from finfactory.testing import ManualClock, SequentialIds
+from tests.conftest import context, make_storage
+
+
+def _pair(ledger: LedgerService, tag: str) -> tuple[str, str]:
+    ctx = context()
+    a = ledger.open_account(ctx, c.OpenAccount(code=f"a-{tag}", currency="PHP", type="asset"))
+    b = ledger.open_account(ctx, c.OpenAccount(code=f"b-{tag}", currency="PHP", type="liability"))
+    return a.id, b.id
+
+
+def _move(ref: str, debit: str, credit: str) -> c.PostJournal:
+    amount = Money("1.00", "PHP")
+    return c.PostJournal(
+        reference=ref,
+        legs=[
+            c.Leg(account_id=debit, direction="debit", amount=amount),
+            c.Leg(account_id=credit, direction="credit", amount=amount),
+        ],
+    )
+
+
+def test_two_commands_in_a_caller_transaction_do_not_deadlock_a_concurrent_one(
+    pg_clean: sa.Engine,
+) -> None:
+    ledger = LedgerService(SqlStorage(pg_clean), default_policy(), ManualClock(), SequentialIds())
+    a, b = _pair(ledger, "1")
+    cc, d = _pair(ledger, "2")
+    errors: list[BaseException] = []
+    with pg_clean.connect() as conn:
+        tx = conn.begin()
+        with SqlStorage.join(conn) as uow:
+            ledger.post_journal(context(), _move("t1-ab", a, b), uow=uow)
+
+            def other() -> None:
+                try:
+                    ledger.post_journal(context(), _move("t2-cd", cc, d))
+                except BaseException as err:  # pragma: no cover - reported below
+                    errors.append(err)
+
+            racer = threading.Thread(target=other)
+            racer.start()
+            time.sleep(0.3)  # let the other transaction lock C/D and reach its commit path
+            ledger.post_journal(context(), _move("t1-cd", cc, d), uow=uow)
+        tx.commit()
+        racer.join(30)
+    assert not racer.is_alive()
+    assert errors == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_unexpected_failure_in_a_caller_transaction_does_not_burn_the_key(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    storage = make_storage(backend, request)
+    assert isinstance(storage, SqlStorage)
+    ledger = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
+    a, b = _pair(ledger, "k")
+    calls = 0
+
+    def failing_store(uow: object) -> object:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("store outage")
+
+    broken = LedgerService(storage, default_policy(), ManualClock(), SequentialIds(), failing_store)  # type: ignore[arg-type]
+    with storage.engine.connect() as conn:
+        tx = conn.begin()
+        with SqlStorage.join(conn) as uow:
+            with pytest.raises(RuntimeError):
+                broken.post_journal(context(), _move("r-1", a, b), idempotency_key="K", uow=uow)
+            result = ledger.post_journal(
+                context(), _move("r-1", a, b), idempotency_key="K", uow=uow
+            )
+        tx.commit()
+    assert calls == 1
+    assert result.reference == "r-1"
+
+
+def test_verify_is_consistent_while_others_write(pg_clean: sa.Engine) -> None:
+    storage = SqlStorage(pg_clean)
+    clock, ids = ManualClock(), SequentialIds()
+    ledger = LedgerService(storage, default_policy(), clock, ids)
+    trail = AuditTrail(storage, default_policy(), clock, ids)
+    stop = threading.Event()
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            ledger.open_account(
+                context(), c.OpenAccount(code=f"w{n}", currency="PHP", type="asset")
+            )
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        results = [trail.verify(context(roles=frozenset({"auditor"}))) for _ in range(40)]
+    finally:
+        stop.set()
+        thread.join(30)
+    assert all(r.ok for r in results), [r.problem for r in results if not r.ok]
+
+
+def test_clock_in_another_zone_is_stored_as_utc_and_the_chain_verifies(storage: Storage) -> None:
+    manila = timezone(timedelta(hours=8))
+    clock = ManualClock(datetime(2026, 3, 1, 8, 0, tzinfo=manila))
+    ids = SequentialIds()
+    ledger = LedgerService(storage, default_policy(), clock, ids)
+    a, b = _pair(ledger, "tz")
+    hold = ledger.create_hold(
+        context(),
+        c.CreateHold(
+            reference="h",
+            debit_account_id=b,
+            credit_account_id=a,
+            amount=Money("1.00", "PHP"),
+            expires_at=datetime(2026, 3, 2, 8, 0, tzinfo=manila),
+        ),
+    )
+    assert hold.expires_at == datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+    assert hold.expires_at is not None
+    assert hold.expires_at.utcoffset() == timedelta(0)
+    assert ledger.get_hold(context(), hold.id).expires_at == hold.expires_at
+    trail = AuditTrail(storage, default_policy(), clock, ids)
+    assert trail.verify(context(roles=frozenset({"auditor"}))).ok
+    with pytest.raises(ValidationError) as bad:
+        ledger.posted_balance_as_of(context(), a, datetime(2026, 3, 1))
+    assert bad.value.field == "at"
+
+
+def test_amounts_with_huge_negative_exponents_are_refused_quickly() -> None:
+    with pytest.raises(MoneyError):
+        to_minor(Money(Decimal("1E-10000000"), "PHP"))
+    assert to_minor(Money(Decimal("0E-10000000"), "PHP")) == (0, "PHP")
+    assert to_minor(Money(Decimal("1.2300000000000000000000000000000"), "PHP")) == (123, "PHP")
+
+
+def test_tenant_settings_still_apply(storage: Storage) -> None:
+    config = TenantConfigService(storage, default_policy(), ManualClock(), SequentialIds())
+    change = config.update(context(), LedgerSettings, {"max_batch_size": 5}, reason="test")
+    assert change.version == 1
