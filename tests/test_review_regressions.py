@@ -162,3 +162,40 @@ def test_tenant_settings_still_apply(storage: Storage) -> None:
     config = TenantConfigService(storage, default_policy(), ManualClock(), SequentialIds())
     change = config.update(context(), LedgerSettings, {"max_batch_size": 5}, reason="test")
     assert change.version == 1
+
+
+def test_sqlite_insert_or_replace_cannot_rewrite_history(
+    request: pytest.FixtureRequest,
+) -> None:
+    storage = make_storage("sqlite", request)
+    assert isinstance(storage, SqlStorage)
+    ledger = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
+    a, b = _pair(ledger, "r")
+    journal = ledger.post_journal(context(), _move("j", a, b))
+    with pytest.raises(sa.exc.DBAPIError), storage.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT OR REPLACE INTO ledger_entries SELECT journal_id, leg, tenant_id, account_id,"
+            " direction, 999, currency, account_sequence, balance_after, posted_at"
+            f" FROM ledger_entries WHERE journal_id = '{journal.id}' AND leg = 0"
+        )
+    with storage.engine.connect() as conn:
+        amounts = conn.exec_driver_sql(
+            f"SELECT amount FROM ledger_entries WHERE journal_id = '{journal.id}'"
+        ).all()
+    assert sorted(r[0] for r in amounts) == [100, 100]
+
+
+def test_postgres_keeps_json_key_order(pg_clean: sa.Engine) -> None:
+    ledger = LedgerService(SqlStorage(pg_clean), default_policy(), ManualClock(), SequentialIds())
+    opened = ledger.open_account(
+        context(),
+        c.OpenAccount(code="k", currency="PHP", type="asset", metadata={"zz": 1, "aaa": 2}),
+        idempotency_key="order",
+    )
+    replay = ledger.open_account(
+        context(),
+        c.OpenAccount(code="k", currency="PHP", type="asset", metadata={"zz": 1, "aaa": 2}),
+        idempotency_key="order",
+    )
+    assert list(opened.metadata) == list(replay.metadata) == ["aaa", "zz"]
+    assert list(ledger.get_account(context(), opened.id).metadata) == ["aaa", "zz"]

@@ -190,6 +190,7 @@ class KafkaPublisher:
             "delivery.timeout.ms": int(self.delivery_timeout * 1000),
             "bootstrap.servers": bootstrap_servers,
             "error_cb": self._on_error,
+            "logger": extra.get("logger", log),  # librdkafka's own log lines, not stderr
         }
         if str(settings["enable.idempotence"]).lower() not in ("true", "1"):
             raise ConfigurationError(
@@ -496,6 +497,7 @@ class KafkaSubscriber:
             raise ConfigurationError("topics must not be empty", setting="topics")
         settings: dict[str, Any] = {
             **_CONSUMER_DEFAULTS,
+            "logger": log,
             **dict(config or {}),
             "bootstrap.servers": bootstrap_servers,
             "group.id": group_id,

@@ -29,7 +29,7 @@ class Actor:
     roles: frozenset[str] = frozenset()
 
     def __attrs_post_init__(self) -> None:
-        if not self.id or len(self.id) > 128:
+        if not self.id or len(self.id) > 128 or "\x00" in self.id:
             raise ValidationError("actor id must be 1-128 characters", field="actor.id")
 
 
@@ -59,8 +59,10 @@ class RequestContext:
         _check_trace_id(self.trace_id)
         for name in ("correlation_id", "causation_id"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 64):
-                raise ValidationError(f"{name} must be 1-64 characters", field=name)
+            if value is not None and (
+                not isinstance(value, str) or not 0 < len(value) <= 64 or "\x00" in value
+            ):
+                raise ValidationError(f"{name} must be 1-64 characters, no NUL", field=name)
 
     @classmethod
     def from_traceparent(

@@ -109,6 +109,8 @@ class Model(BaseModel):
         # so the final field reads "legs.1.amount", not "amount".
         token = _DEPTH.set(_DEPTH.get() + 1)
         try:
+            if token.old_value in (0, Token.MISSING):
+                refuse_nul(data)
             super().__init__(**data)
         except pydantic.ValidationError as err:
             if token.old_value not in (0, Token.MISSING):
@@ -121,6 +123,7 @@ class Model(BaseModel):
     def parse(cls, data: Any) -> Self:
         token = _DEPTH.set(_DEPTH.get() + 1)
         try:
+            refuse_nul(data)
             return cls.model_validate(data)
         except pydantic.ValidationError as err:
             raise translate_validation_error(err) from None
@@ -129,6 +132,22 @@ class Model(BaseModel):
 
 
 _DEPTH: ContextVar[int] = ContextVar("finfactory_model_depth", default=0)
+
+
+def refuse_nul(value: Any, path: str = "") -> None:
+    """NUL characters are refused everywhere: PostgreSQL cannot store them in text, and the
+    same input must give the same answer on every backend."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError("text must not contain NUL characters", field=path or "request")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            refuse_nul(key, child)
+            refuse_nul(item, child)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            refuse_nul(item, f"{path}.{index}" if path else str(index))
 
 
 def _nested(err: pydantic.ValidationError) -> PydanticCustomError:

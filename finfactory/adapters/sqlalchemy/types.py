@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.types import TypeDecorator
 
 from finfactory.kernel.canonical import canonical_json
@@ -38,14 +38,16 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class JsonDocument(TypeDecorator[Any]):
-    """JSON stored as canonical text; JSONB on PostgreSQL so pollers can query into it."""
+    """JSON as text on SQLite; PostgreSQL's ``json`` type, which keeps the document as
+    written (``jsonb`` would reorder keys, so a replayed response or an event payload would
+    come back different from the first time and from SQLite)."""
 
     impl = Text
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(JSONB())
+            return dialect.type_descriptor(JSON())
         return dialect.type_descriptor(Text())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:

@@ -86,10 +86,13 @@ class SqlLedgerStore:
         )
 
     def list_accounts(self, tenant_id: str, after_code: str, limit: int) -> list[Account]:
+        # Code-point order on every backend (memory and SQLite compare that way; a database
+        # collation such as ICU "en-US" would order and page differently).
+        code = accounts.c.code.collate("C") if self._lock else accounts.c.code
         rows = self._core().execute(
             select(accounts)
-            .where(accounts.c.tenant_id == tenant_id, accounts.c.code > after_code)
-            .order_by(accounts.c.code)
+            .where(accounts.c.tenant_id == tenant_id, code > after_code)
+            .order_by(code)
             .limit(limit)
         )
         return [_account(r._mapping) for r in rows]

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import finfactory.adapters.sqlalchemy.types
+from finfactory.events.partitions import partition_of
 
 revision = "0004"
 down_revision = "0003"
@@ -22,6 +23,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("partition", sa.SmallInteger(), nullable=False, server_default="0")
         )
+    _backfill_partitions()
     op.create_index("ix_ff_outbox_partition_position", "ff_outbox", ["partition", "position"])
     op.create_table(
         "ff_relay_cursors",
@@ -74,6 +76,35 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("consumer", "event_id", name="pk_ff_inbox"),
     )
+
+
+def _backfill_partitions() -> None:
+    """Existing rows get their aggregate's partition, so its old and new events share one."""
+    bind = op.get_bind()
+    outbox = sa.table(
+        "ff_outbox",
+        sa.column("position", sa.BigInteger()),
+        sa.column("aggregate_type", sa.String()),
+        sa.column("aggregate_id", sa.String()),
+        sa.column("partition", sa.SmallInteger()),
+    )
+    last = 0
+    while True:
+        rows = bind.execute(
+            sa.select(outbox.c.position, outbox.c.aggregate_type, outbox.c.aggregate_id)
+            .where(outbox.c.position > last)
+            .order_by(outbox.c.position)
+            .limit(5000)
+        ).all()
+        if not rows:
+            return
+        for position, aggregate_type, aggregate_id in rows:
+            bind.execute(
+                sa.update(outbox)
+                .where(outbox.c.position == position)
+                .values(partition=partition_of(aggregate_type, aggregate_id))
+            )
+        last = rows[-1][0]
 
 
 def downgrade() -> None:
