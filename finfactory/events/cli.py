@@ -11,7 +11,8 @@ Brokers:
   CloudEvents JSON line on stdout (demos and tests). ``memory://?delay=0.05`` waits that
   many seconds per batch, to watch a catch-up.
 * ``nats://host:port``: NATS JetStream (:class:`finfactory.adapters.nats.NatsPublisher`).
-* ``kafka://host:port``: Kafka (:class:`finfactory.adapters.kafka.KafkaPublisher`).
+* ``kafka://host:port``: Kafka (:class:`finfactory.adapters.kafka.KafkaPublisher`); several
+  bootstrap servers as ``kafka://host1:9092,host2:9092``.
 
 ``--channel`` renames the destination (cursors are kept per channel). While a backlog is
 being caught up, progress (published, remaining, rate) goes to stderr every second.
@@ -139,7 +140,8 @@ async def open_publisher(url: str, channel: str | None = None) -> Publisher:
         publisher = await nats.NatsPublisher.connect(url)
     elif parts.scheme == "kafka":
         kafka = importlib.import_module("finfactory.adapters.kafka")
-        publisher = kafka.KafkaPublisher.create(parts.netloc)
+        factory = getattr(kafka.KafkaPublisher, "create", kafka.KafkaPublisher)
+        publisher = factory(parts.netloc)
         if inspect.isawaitable(publisher):
             publisher = await publisher
     else:
@@ -222,14 +224,14 @@ async def _serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await publisher.close()
-        stats = await asyncio.to_thread(relay.stats)
-        engine.dispose()
-        elapsed = time.monotonic() - started
-        print(
-            _progress_line(stats, stats.published / max(elapsed, 1e-9)) + " (overall)",
-            file=sys.stderr,
-            flush=True,
-        )
+    stats = await asyncio.to_thread(relay.stats)
+    engine.dispose()
+    elapsed = time.monotonic() - started
+    print(
+        _progress_line(stats, stats.published / max(elapsed, 1e-9)) + " (overall)",
+        file=sys.stderr,
+        flush=True,
+    )
     return EXIT_LEFT_BEHIND if args.once and stats.retrying else 0
 
 

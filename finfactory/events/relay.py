@@ -24,6 +24,9 @@ How it works (see also :mod:`finfactory.events.relay_store`):
   is down, not the event: the relay retries with backoff and dead-letters nothing, however
   long the outage. Attempt counts live in the relay process (a restart starts them again);
   the final count is stored with the dead letter.
+* A batch that fails without a single acknowledgement ends the round (:meth:`run_once`
+  returns; :meth:`run` comes back after ``poll_interval`` or the earliest backoff), so a
+  down broker costs a few publish calls per round rather than one per partition.
 * On PostgreSQL the relay LISTENs on ``ff_outbox`` (the kernel NOTIFYs on every commit that
   wrote events) and also polls every ``poll_interval`` seconds as a backstop.
 
@@ -280,11 +283,12 @@ class OutboxRelay:
         done: set[int] = set()
         busy: set[int] = set()
         published = 0
+        stalled = False  # a batch failed with nothing acknowledged: the broker looks down
         started = time.monotonic()
 
         async def worker() -> None:
-            nonlocal published
-            while stop is None or not stop.is_set():
+            nonlocal published, stalled
+            while not stalled and (stop is None or not stop.is_set()):
                 now = time.monotonic()
                 candidates = [
                     p
@@ -303,10 +307,11 @@ class OutboxRelay:
                     continue
                 busy.add(partition)
                 try:
-                    count, more = await self._process(lease)
+                    count, more, refused = await self._process(lease)
                 finally:
                     busy.discard(partition)
                 published += count
+                stalled = stalled or refused
                 if not more:
                     done.add(partition)
                 await self._log_progress(published, started)
@@ -324,8 +329,11 @@ class OutboxRelay:
             raise failed.exceptions[0] from None
         return published
 
-    async def _process(self, lease: PartitionLease) -> tuple[int, bool]:
-        """Publish one leased batch and move the cursor. Returns (published, maybe more)."""
+    async def _process(self, lease: PartitionLease) -> tuple[int, bool, bool]:
+        """Publish one leased batch and move the cursor. Returns how many were published,
+        whether the partition may have more, and whether the batch failed without a single
+        acknowledgement (then the round ends: a down broker costs a few calls per round,
+        not one per partition)."""
         batch = lease.batch
         try:
             sendable = [e for e in batch.events if _key(e) not in batch.blocked]
@@ -340,13 +348,14 @@ class OutboxRelay:
         except ConcurrencyError as err:
             await _in_thread(lease.abandon)
             log.warning("channel %s, partition %d: %s", self.channel, batch.partition, err)
-            return 0, False
+            return 0, False, False
         except BaseException:
             await _in_thread(lease.abandon)
             raise
         self._account(batch, step)
         more = step.failure is None and len(batch.events) >= self.config.batch_size
-        return step.published, more
+        refused = step.failure is not None and not any(o.ok for o in outcomes.values())
+        return step.published, more, refused
 
     async def _publish(self, events: Sequence[EventEnvelope]) -> dict[str, PublishOutcome]:
         if not events:

@@ -854,7 +854,7 @@ class MemoryRelayStore:
                 <= floors.get(partition_of(event.aggregate_type, event.aggregate_id), 0)
                 and position not in held
             ][:limit]
-            for position in doomed:
+            for position in doomed:  # the last write of the transaction: no undo needed
                 del outbox[position]
             return len(doomed)
 
