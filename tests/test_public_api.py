@@ -14,9 +14,18 @@ from finfactory.kernel.errors import FinFactoryError
 PUBLIC = [
     "finfactory.kernel",
     "finfactory.events",
+    "finfactory.events.cloudevents",
+    "finfactory.events.dispatch",
+    "finfactory.events.inbox",
+    "finfactory.events.partitions",
+    "finfactory.events.publishing",
+    "finfactory.events.relay",
     "finfactory.adapters.sqlalchemy",
+    "finfactory.adapters.nats",
+    "finfactory.adapters.kafka",
     "finfactory.primitives.ledger",
     "finfactory.testing",
+    "finfactory.testing.brokers",
 ]
 
 

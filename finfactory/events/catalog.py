@@ -829,9 +829,11 @@ def render_markdown(
         "keeps an aggregate's events in order in one partition. Channels, messages and "
         "payload schemas are described in [events/asyncapi.json](events/asyncapi.json).",
         "",
-        "3. **ETL pipelines.** Extract `ff_outbox` incrementally with `position` as the "
-        "replication key (for example with Meltano and a SQL tap), and use the JSON Schemas "
-        "in [events/schemas/](events/schemas/) to type each event's payload.",
+        "3. **ETL pipelines.** The Singer tap `tap-finfactory` (`python -m "
+        "finfactory.events.singer`) emits one stream per event type and version, typed by "
+        "the JSON Schemas in [events/schemas/](events/schemas/), resuming from the outbox "
+        "`position`; Meltano runs it as an extractor. See "
+        "[events-delivery.md](events-delivery.md).",
         "",
     ]
     return "\n".join(lines)

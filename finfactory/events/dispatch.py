@@ -40,6 +40,17 @@ from finfactory.events.inbox import (
 from finfactory.events.publishing import PublishOutcome
 from finfactory.kernel.errors import FinFactoryError, ValidationError
 
+__all__ = [
+    "DispatchError",
+    "DispatchPublisher",
+    "DispatchResult",
+    "EventDispatcher",
+    "EventPattern",
+    "HandlerFailure",
+    "Subscription",
+]
+
+
 if TYPE_CHECKING:
     from finfactory.kernel.clock import Clock
     from finfactory.kernel.ports import Storage, UnitOfWork

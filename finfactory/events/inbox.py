@@ -37,6 +37,14 @@ if TYPE_CHECKING:
     from finfactory.kernel.clock import Clock
     from finfactory.kernel.ports import Storage, UnitOfWork
 
+__all__ = [
+    "IdempotentConsumer",
+    "InboxStore",
+    "MemoryInboxStore",
+    "SqlInboxStore",
+    "default_inbox_store",
+]
+
 INBOX_TABLE = "ff_inbox"
 MAX_CONSUMER_NAME = 100
 MAX_EVENT_ID = 36

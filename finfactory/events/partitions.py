@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import zlib
 
+__all__ = [
+    "RELAY_PARTITIONS",
+    "partition_of",
+]
+
+
 RELAY_PARTITIONS = 64
 
 

@@ -10,6 +10,11 @@ import attrs
 
 from finfactory.events.envelope import EventEnvelope
 
+__all__ = [
+    "PublishOutcome",
+    "Publisher",
+]
+
 
 @attrs.frozen
 class PublishOutcome:
