@@ -96,6 +96,8 @@ class CommandRunner:
 
     @contextmanager
     def _transaction(self, uow: UnitOfWork | None) -> Iterator[UnitOfWork]:
+        # Writes are sent when the block ends: by the savepoint in a caller's transaction,
+        # right before the commit in ours (one round trip for the lot).
         if uow is not None:
             # In the caller's transaction, a command that fails unexpectedly is undone alone
             # (its idempotency claim included), leaving the caller's own writes as they were.
@@ -183,7 +185,6 @@ class CommandRunner:
                     resource_id,
                     {},
                 )
-                tx.flush()
             raise PermissionDenied(decision.reason, permission=spec.permission)
 
         # A transaction we own that loses a race (a unique key taken by a concurrent commit,
@@ -229,7 +230,6 @@ class CommandRunner:
                 )
                 if stored is not None:
                     replayed = self._replay(tx, ctx, spec, now, stored, fingerprint, resource_id)
-                    tx.flush()
                     if isinstance(replayed, Exception):
                         failure = replayed
                     else:
@@ -258,7 +258,6 @@ class CommandRunner:
                         scope.resource_id,
                         scope.summary,
                     )
-                    tx.flush()
                 else:
                     if idempotency_key is not None:
                         tx.kernel.complete_idempotency(
@@ -278,7 +277,6 @@ class CommandRunner:
                         scope.resource_id,
                         scope.summary,
                     )
-                    tx.flush()
                     return result
         # Rejections, replays of rejections and conflicts are committed (audit record and
         # idempotency outcome) before they are raised.
