@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import importlib
-import inspect
 import logging
 import re
 import signal
@@ -45,6 +44,7 @@ from finfactory.events.envelope import EventEnvelope
 from finfactory.events.publishing import Publisher, PublishOutcome
 from finfactory.events.relay import OutboxRelay, RelayConfig, RelayStats
 
+STARTUP_TIMEOUT = 30.0  # seconds to reach the broker at start
 EXIT_LEFT_BEHIND = 3
 PROGRESS_EVERY = 1.0
 
@@ -137,13 +137,18 @@ async def open_publisher(url: str, channel: str | None = None) -> Publisher:
         )
     if parts.scheme == "nats":
         nats = importlib.import_module("finfactory.adapters.nats")
-        publisher = await nats.NatsPublisher.connect(url)
+        try:
+            # The client reconnects forever once connected; the first connection must not.
+            publisher = await asyncio.wait_for(
+                nats.NatsPublisher.connect(url), timeout=STARTUP_TIMEOUT
+            )
+        except TimeoutError:
+            raise ValueError(
+                f"no NATS server answered at {url} within {STARTUP_TIMEOUT:.0f} s"
+            ) from None
     elif parts.scheme == "kafka":
         kafka = importlib.import_module("finfactory.adapters.kafka")
-        factory = getattr(kafka.KafkaPublisher, "create", kafka.KafkaPublisher)
-        publisher = factory(parts.netloc)
-        if inspect.isawaitable(publisher):
-            publisher = await publisher
+        publisher = kafka.KafkaPublisher(parts.netloc)
     else:
         raise ValueError(f"unsupported broker URL {url!r}: use memory://, nats:// or kafka://")
     return publisher if channel is None else _Renamed(publisher, channel)
