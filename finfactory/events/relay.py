@@ -337,8 +337,9 @@ class OutboxRelay:
         batch = lease.batch
         try:
             sendable = [e for e in batch.events if _key(e) not in batch.blocked]
+            acks_before = self._acks
             outcomes = await self._publish(sendable)
-            step = self._walk(batch, outcomes)
+            step = self._walk(batch, outcomes, acks_before)
             # before the lease is let go, so a worker that takes it next sees the backoff
             self._schedule_retry(batch.partition, step.failure)
             if step.position > batch.after:
@@ -368,7 +369,9 @@ class OutboxRelay:
             return {e.id: PublishOutcome(e.id, False, error) for e in events}
         return {outcome.event_id: outcome for outcome in outcomes}
 
-    def _walk(self, batch: PartitionBatch, outcomes: dict[str, PublishOutcome]) -> _Step:
+    def _walk(
+        self, batch: PartitionBatch, outcomes: dict[str, PublishOutcome], acks_before: int
+    ) -> _Step:
         now = self.clock.now()
         blocked = dict(batch.blocked)
         acked = sum(1 for o in outcomes.values() if o.ok)
@@ -400,7 +403,9 @@ class OutboxRelay:
                 step.published += 1
                 step.position = position
                 continue
-            tries = self._tries.setdefault(event.id, _Tries())
+            # A first failure counts only if the broker acknowledged something during this
+            # call (here or in another partition): during a full outage nothing counts.
+            tries = self._tries.setdefault(event.id, _Tries(ack_mark=acks_before))
             tries.count += 1
             self.failed_attempts += 1
             if acked or self._acks > tries.ack_mark:
