@@ -41,17 +41,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import re
 import string
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any, Final, Literal
 
-import attrs
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
@@ -64,6 +62,15 @@ from finfactory.events.cloudevents import (
     partition_key,
     to_binary,
     to_structured_json,
+)
+from finfactory.events.consuming import (
+    EventHandler,
+    SubscriberStats,
+    aggregate_key,
+    call_handler,
+    hold_order,
+    positive_seconds,
+    sleep_unless,
 )
 from finfactory.events.envelope import EventEnvelope
 from finfactory.events.publishing import PublishOutcome
@@ -81,7 +88,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Mode = Literal["binary", "structured"]
-EventHandler = Callable[[EventEnvelope], Awaitable[object] | object]
 HeaderValue = str | bytes | None
 
 DEFAULT_TOPIC: Final = "finfactory.events"
@@ -115,17 +121,6 @@ _CONSUMER_DEFAULTS: Final[dict[str, Any]] = {
     "auto.offset.reset": "earliest",
 }
 _MISSING: Final = object()
-
-
-def _seconds(value: timedelta | float, name: str) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds <= 0:
-        raise ConfigurationError(f"{name} must be positive", setting=name)
-    return seconds
-
-
-def _aggregate(event: EventEnvelope) -> tuple[str, str, str]:
-    return (event.tenant_id, event.aggregate_type, event.aggregate_id)
 
 
 def _error_text(error: KafkaError) -> str:
@@ -183,7 +178,7 @@ class KafkaPublisher:
         given = extra.pop("delivery.timeout.ms", extra.pop("message.timeout.ms", None))
         if given is not None:
             delivery_timeout = float(given) / 1000
-        self.delivery_timeout = _seconds(delivery_timeout, "delivery_timeout")
+        self.delivery_timeout = positive_seconds(delivery_timeout, "delivery_timeout")
         settings: dict[str, Any] = {
             **_PRODUCER_DEFAULTS,
             **extra,
@@ -264,7 +259,7 @@ class KafkaPublisher:
         failed: set[tuple[str, str, str]] = set()
         sent: list[int] = []
         for index, event in enumerate(events):
-            key = _aggregate(event)
+            key = aggregate_key(event)
             if key in failed:
                 continue
             outcome = await self._produce(index, event, reports)
@@ -290,7 +285,7 @@ class KafkaPublisher:
                 outcomes[index] = PublishOutcome(
                     event.id, ok=False, error="no delivery report in time"
                 )
-        return _hold_order(events, outcomes)
+        return hold_order(events, outcomes)
 
     async def _produce(
         self, index: int, event: EventEnvelope, reports: dict[int, KafkaError | None]
@@ -351,27 +346,6 @@ def _record_report(
     reports[index] = error
 
 
-def _hold_order(
-    events: Sequence[EventEnvelope], outcomes: Sequence[PublishOutcome | None]
-) -> list[PublishOutcome]:
-    """No event is ``ok`` after an earlier event of its aggregate in the batch failed."""
-    failed: dict[tuple[str, str, str], str] = {}
-    result: list[PublishOutcome] = []
-    for event, outcome in zip(events, outcomes, strict=True):
-        key = _aggregate(event)
-        if key in failed and (outcome is None or outcome.ok):
-            outcome = PublishOutcome(
-                event.id,
-                ok=False,
-                error=f"held back: earlier event {failed[key]} of the same aggregate failed",
-            )
-        assert outcome is not None
-        if not outcome.ok and key not in failed:
-            failed[key] = event.id
-        result.append(outcome)
-    return result
-
-
 async def create_topics(
     bootstrap_servers: str,
     topics: Iterable[str],
@@ -411,29 +385,6 @@ async def create_topics(
 # -- subscriber ----------------------------------------------------------------------------
 
 
-@attrs.define
-class SubscriberStats:
-    """Counters of a subscriber since it started."""
-
-    handled: int = 0
-    failed: int = 0
-    invalid: int = 0
-
-
-async def _call(handler: EventHandler, event: EventEnvelope, *, in_thread: bool) -> None:
-    if inspect.iscoroutinefunction(handler):
-        await handler(event)
-        return
-    result = await asyncio.to_thread(handler, event) if in_thread else handler(event)
-    if inspect.isawaitable(result):
-        await result
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-
-
 class KafkaSubscriber:
     """A consumer-group reader that hands decoded events to ``handler`` (see the module docs).
 
@@ -461,8 +412,8 @@ class KafkaSubscriber:
         self.group_id = group_id
         self.options = options
         self.batch_size = batch_size
-        self.poll_timeout = _seconds(poll_timeout, "poll_timeout")
-        self.retry_delay = _seconds(retry_delay, "retry_delay")
+        self.poll_timeout = positive_seconds(poll_timeout, "poll_timeout")
+        self.retry_delay = positive_seconds(retry_delay, "retry_delay")
         self.stats = SubscriberStats()
         self._consumer = consumer
         self._handler = handler
@@ -603,7 +554,7 @@ class KafkaSubscriber:
             )
             return "skipped"
         try:
-            await _call(self._handler, event, in_thread=self._in_thread)
+            await call_handler(self._handler, event, in_thread=self._in_thread)
         except Exception:
             self.stats.failed += 1
             log.exception(
@@ -644,7 +595,7 @@ class KafkaSubscriber:
                 backoff = 0.1
             except KafkaException as exc:
                 log.warning("Kafka consumer %s: %s; retrying in %.1fs", self.group_id, exc, backoff)
-                await _sleep_unless(stop, backoff)
+                await sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
 
     async def close(self) -> None:

@@ -57,11 +57,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Final, Literal
 from urllib.parse import quote, unquote_to_bytes
@@ -90,6 +89,15 @@ from finfactory.events.cloudevents import (
     to_cloudevent,
     to_structured_json,
 )
+from finfactory.events.consuming import (
+    EventHandler,
+    SubscriberStats,
+    aggregate_key,
+    call_handler,
+    hold_order,
+    positive_seconds,
+    sleep_unless,
+)
 from finfactory.events.envelope import EventEnvelope
 from finfactory.events.publishing import PublishOutcome
 from finfactory.kernel.errors import ConfigurationError, ValidationError
@@ -109,7 +117,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Mode = Literal["binary", "structured"]
-EventHandler = Callable[[EventEnvelope], Awaitable[object] | object]
 
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
 # JetStream API error code for "message size exceeds maximum allowed".
@@ -279,17 +286,6 @@ def _binary_message(
     return headers, body
 
 
-def _aggregate(event: EventEnvelope) -> tuple[str, str, str]:
-    return (event.tenant_id, event.aggregate_type, event.aggregate_id)
-
-
-def _seconds(value: timedelta | float, name: str) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds <= 0:
-        raise ConfigurationError(f"{name} must be positive", setting=name)
-    return seconds
-
-
 # -- publisher -----------------------------------------------------------------------------
 
 
@@ -330,7 +326,7 @@ class NatsPublisher:
         self.stream = stream
         self.mode: Mode = mode
         self.options = options
-        self.ack_timeout = _seconds(ack_timeout, "ack_timeout")
+        self.ack_timeout = positive_seconds(ack_timeout, "ack_timeout")
         self._channel = channel
         self._client = client
         self._subjects: dict[tuple[str, str], str] = {}
@@ -416,7 +412,7 @@ class NatsPublisher:
         replicas: int = 1,
     ) -> StreamInfo:
         """Check the stream exists, covers ``<prefix>.>`` and de-duplicates long enough."""
-        window = _seconds(duplicate_window, "duplicate_window")
+        window = positive_seconds(duplicate_window, "duplicate_window")
         wanted = f"{self.subject_prefix}.>"
         jsm = self._client.jsm()
         try:
@@ -570,7 +566,7 @@ class NatsPublisher:
         pending: list[tuple[int, asyncio.Future[_Ack]]] = []
         limit = self._size_limit()
         for index, event in enumerate(events):
-            key = _aggregate(event)
+            key = aggregate_key(event)
             if key in failed:
                 continue  # reported below, never sent
             outcome: PublishOutcome | None = None
@@ -622,7 +618,7 @@ class NatsPublisher:
             tokens = [t for t, f in self._acks.items() if f.done()]
             for token in tokens:
                 del self._acks[token]
-        return _hold_order(events, outcomes)
+        return hold_order(events, outcomes)
 
     async def close(self) -> None:
         """Wait for nothing further; close the connection if this publisher opened it."""
@@ -636,51 +632,7 @@ class NatsPublisher:
         await self.close()
 
 
-def _hold_order(
-    events: Sequence[EventEnvelope], outcomes: Sequence[PublishOutcome | None]
-) -> list[PublishOutcome]:
-    """No event is ``ok`` after an earlier event of its aggregate in the batch failed."""
-    failed: dict[tuple[str, str, str], str] = {}
-    result: list[PublishOutcome] = []
-    for event, outcome in zip(events, outcomes, strict=True):
-        key = _aggregate(event)
-        if key in failed and (outcome is None or outcome.ok):
-            outcome = PublishOutcome(
-                event.id,
-                ok=False,
-                error=f"held back: earlier event {failed[key]} of the same aggregate failed",
-            )
-        assert outcome is not None
-        if not outcome.ok and key not in failed:
-            failed[key] = event.id
-        result.append(outcome)
-    return result
-
-
 # -- subscriber ----------------------------------------------------------------------------
-
-
-@attrs.define
-class SubscriberStats:
-    """Counters of a subscriber since it started."""
-
-    handled: int = 0
-    failed: int = 0
-    invalid: int = 0
-
-
-async def _call(handler: EventHandler, event: EventEnvelope, *, in_thread: bool) -> None:
-    if inspect.iscoroutinefunction(handler):
-        await handler(event)
-        return
-    result = await asyncio.to_thread(handler, event) if in_thread else handler(event)
-    if inspect.isawaitable(result):
-        await result
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 class NatsSubscriber:
@@ -720,8 +672,8 @@ class NatsSubscriber:
         self.stream = stream
         self.options = options
         self.batch_size = batch_size
-        self.fetch_timeout = _seconds(fetch_timeout, "fetch_timeout")
-        self.nak_delay = _seconds(nak_delay, "nak_delay")
+        self.fetch_timeout = positive_seconds(fetch_timeout, "fetch_timeout")
+        self.nak_delay = positive_seconds(nak_delay, "nak_delay")
         self.stats = SubscriberStats()
         self._client = client
         self._sub = subscription
@@ -772,7 +724,7 @@ class NatsSubscriber:
                 durable_name=durable,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
-                ack_wait=_seconds(ack_wait, "ack_wait"),
+                ack_wait=positive_seconds(ack_wait, "ack_wait"),
                 max_deliver=max_deliver,
                 max_ack_pending=max_ack_pending,
                 filter_subject=filters[0] if len(filters) == 1 else None,
@@ -836,12 +788,12 @@ class NatsSubscriber:
             )
             await msg.term()
             return False
-        key = _aggregate(event)
+        key = aggregate_key(event)
         if key in failed:
             await msg.nak(delay=self.nak_delay)
             return False
         try:
-            await _call(self._handler, event, in_thread=self._in_thread)
+            await call_handler(self._handler, event, in_thread=self._in_thread)
         except Exception:
             self.stats.failed += 1
             failed.add(key)
@@ -867,7 +819,7 @@ class NatsSubscriber:
                 backoff = 0.1
             except (nats.errors.Error, OSError) as exc:
                 log.warning("NATS consumer %s: %s; retrying in %.1fs", self.durable, exc, backoff)
-                await _sleep_unless(stop, backoff)
+                await sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
 
     async def close(self) -> None:
