@@ -790,7 +790,10 @@ class NatsSubscriber:
             return False
         key = aggregate_key(event)
         if key in failed:
-            await msg.nak(delay=self.nak_delay)
+            # Held back behind the failed one: come back later than it does. JetStream does
+            # not order redeliveries with equal delays; handlers that need a strict order
+            # check aggregate_sequence (the inbox records what was handled).
+            await msg.nak(delay=2 * self.nak_delay)
             return False
         try:
             await call_handler(self._handler, event, in_thread=self._in_thread)
