@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -322,7 +322,7 @@ class SqlRelayStore:
     def _batch(
         self, conn: Connection, channel: str, partition: int, after: int, limit: int
     ) -> PartitionBatch:
-        from finfactory.adapters.sqlalchemy.kernel_store import _envelope
+        from finfactory.adapters.sqlalchemy.kernel_store import envelope_from_row
         from finfactory.adapters.sqlalchemy.tables import outbox
 
         rows = conn.execute(
@@ -331,7 +331,7 @@ class SqlRelayStore:
             .order_by(outbox.c.position)
             .limit(limit)
         )
-        events = tuple(_envelope(row._mapping) for row in rows)
+        events = tuple(envelope_from_row(row._mapping) for row in rows)
         return PartitionBatch(partition, after, events, self._blocked(conn, channel, partition))
 
     def _blocked(self, conn: Connection, channel: str, partition: int) -> dict[AggregateKey, int]:
@@ -475,7 +475,7 @@ class SqlRelayStore:
     def _aggregate_letters(
         self, conn: Connection, channel: str, aggregate_type: str, aggregate_id: str
     ) -> tuple[list[DeadLetter], list[EventEnvelope]]:
-        from finfactory.adapters.sqlalchemy.kernel_store import _envelope
+        from finfactory.adapters.sqlalchemy.kernel_store import envelope_from_row
         from finfactory.adapters.sqlalchemy.tables import outbox
         from finfactory.adapters.sqlalchemy.tables import relay_dead_letters as d
 
@@ -497,7 +497,7 @@ class SqlRelayStore:
             .where(outbox.c.position.in_([letter.position for letter in letters]))
             .order_by(outbox.c.position)
         )
-        events = [_envelope(row._mapping) for row in found]
+        events = [envelope_from_row(row._mapping) for row in found]
         if len(events) != len(letters):
             raise ConcurrencyError("dead-lettered events are missing from the outbox")
         return letters, events
@@ -601,81 +601,29 @@ class SqlRelayStore:
             return int(result.rowcount)
 
 
-class _SqlPartitionLease:
+class _SqlLease:
+    """A partition held by one relay: its writes go into the held transaction (PostgreSQL)
+    or a fresh one (SQLite), and releasing it gives the partition back either way."""
+
     def __init__(
-        self, store: SqlRelayStore, channel: str, batch: PartitionBatch, held: _Held | None
-    ) -> None:
-        self._store = store
-        self._channel = channel
-        self._batch = batch
-        self._held = held
-        self._open = True
-
-    @property
-    def batch(self) -> PartitionBatch:
-        return self._batch
-
-    def complete(self, position: int, letters: Sequence[DeadLetter], now: datetime) -> None:
-        if not self._open:
-            raise RuntimeError("lease already released")
-        store, held = self._store, self._held
-        try:
-            if held is None:
-                with store._write() as conn:
-                    store._complete(conn, self._channel, self._batch, position, letters, now)
-            else:
-                store._complete(held.connection, self._channel, self._batch, position, letters, now)
-                held.commit()
-        finally:
-            self.abandon()
-
-    def abandon(self) -> None:
-        if not self._open:
-            return
-        self._open = False
-        if self._held is not None:
-            self._held.rollback()
-        elif self._store._leases is not None:
-            self._store._leases.give((self._channel, self._batch.partition))
-
-
-class _SqlAggregateLease:
-    def __init__(
-        self,
-        store: SqlRelayStore,
-        channel: str,
-        partition: int,
-        letters: list[DeadLetter],
-        events: list[EventEnvelope],
-        held: _Held | None,
+        self, store: SqlRelayStore, channel: str, partition: int, held: _Held | None
     ) -> None:
         self._store = store
         self._channel = channel
         self._partition = partition
-        self._letters = letters
-        self._events = events
         self._held = held
         self._open = True
 
-    @property
-    def letters(self) -> list[DeadLetter]:
-        return self._letters
-
-    @property
-    def events(self) -> list[EventEnvelope]:
-        return self._events
-
-    def finish(self, resolved: Sequence[int], reroot: DeadLetter | None, now: datetime) -> None:
+    def _settle(self, write: Callable[[Connection], None]) -> None:
         if not self._open:
             raise RuntimeError("lease already released")
-        store, held = self._store, self._held
         try:
-            if held is None:
-                with store._write() as conn:
-                    store._finish(conn, self._channel, self._letters, resolved, reroot, now)
+            if self._held is None:
+                with self._store._write() as conn:
+                    write(conn)
             else:
-                store._finish(held.connection, self._channel, self._letters, resolved, reroot, now)
-                held.commit()
+                write(self._held.connection)
+                self._held.commit()
         finally:
             self.abandon()
 
@@ -687,6 +635,55 @@ class _SqlAggregateLease:
             self._held.rollback()
         elif self._store._leases is not None:
             self._store._leases.give((self._channel, self._partition))
+
+
+class _SqlPartitionLease(_SqlLease):
+    def __init__(
+        self, store: SqlRelayStore, channel: str, batch: PartitionBatch, held: _Held | None
+    ) -> None:
+        super().__init__(store, channel, batch.partition, held)
+        self._batch = batch
+
+    @property
+    def batch(self) -> PartitionBatch:
+        return self._batch
+
+    def complete(self, position: int, letters: Sequence[DeadLetter], now: datetime) -> None:
+        self._settle(
+            lambda conn: self._store._complete(
+                conn, self._channel, self._batch, position, letters, now
+            )
+        )
+
+
+class _SqlAggregateLease(_SqlLease):
+    def __init__(
+        self,
+        store: SqlRelayStore,
+        channel: str,
+        partition: int,
+        letters: list[DeadLetter],
+        events: list[EventEnvelope],
+        held: _Held | None,
+    ) -> None:
+        super().__init__(store, channel, partition, held)
+        self._letters = letters
+        self._events = events
+
+    @property
+    def letters(self) -> list[DeadLetter]:
+        return self._letters
+
+    @property
+    def events(self) -> list[EventEnvelope]:
+        return self._events
+
+    def finish(self, resolved: Sequence[int], reroot: DeadLetter | None, now: datetime) -> None:
+        self._settle(
+            lambda conn: self._store._finish(
+                conn, self._channel, self._letters, resolved, reroot, now
+            )
+        )
 
 
 def _letter(m: Any) -> DeadLetter:

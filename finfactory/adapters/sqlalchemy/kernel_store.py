@@ -237,7 +237,7 @@ class SqlKernelStore:
         rows = self._core().execute(
             select(outbox).where(cond).order_by(outbox.c.position).limit(limit)
         )
-        return [_envelope(row._mapping) for row in rows]
+        return [envelope_from_row(row._mapping) for row in rows]
 
     def outbox_count(self) -> int:
         return int(self._core().execute(select(func.count()).select_from(outbox)).scalar_one())
@@ -316,7 +316,8 @@ def _event_row(e: EventEnvelope) -> dict[str, Any]:
     }
 
 
-def _envelope(m: Any) -> EventEnvelope:
+def envelope_from_row(m: Any) -> EventEnvelope:
+    """An outbox row (a mapping of ff_outbox columns) as an envelope."""
     return EventEnvelope(
         id=m["id"],
         event_type=m["event_type"],
