@@ -203,9 +203,6 @@ class MemoryKernelStore:
                     break
         return out
 
-    def outbox_count(self) -> int:
-        return len(self._uow.db.table("ff_outbox"))
-
     def config_latest(self, tenant_id: str, section: str) -> ConfigVersion | None:
         history = self.config_history(tenant_id, section)
         return history[-1] if history else None

@@ -78,21 +78,14 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "request"
 
 
-def translate_validation_error(err: pydantic.ValidationError, prefix: str = "") -> ValidationError:
+def translate_validation_error(err: pydantic.ValidationError) -> ValidationError:
     first = err.errors()[0]
     inner = tuple((first.get("ctx") or {}).get("inner_loc") or ())
     field = _field_path(tuple(first["loc"]) + inner)
-    if prefix:
-        field = f"{prefix}.{field}" if field != "request" else prefix
     if first["type"] == "invalid_money":
         return MoneyError(str(first["msg"]), field=field)
     if first["type"] == "invalid_metadata":
         return ValidationError(str(first["msg"]), field=field)
-    ctx_error = (first.get("ctx") or {}).get("error")
-    if isinstance(ctx_error, MoneyError):
-        return MoneyError(ctx_error.message, field=field)
-    if isinstance(ctx_error, ValidationError):
-        return ValidationError(ctx_error.message, field=field)
     return ValidationError(f"{field}: {first['msg']}", field=field, errors=len(err.errors()))
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import Connection, and_, insert, select
 
 from finfactory.adapters.sqlalchemy.driver import DriverSession, read_json
 from finfactory.adapters.sqlalchemy.tables import (
@@ -238,9 +238,6 @@ class SqlKernelStore:
             select(outbox).where(cond).order_by(outbox.c.position).limit(limit)
         )
         return [envelope_from_row(row._mapping) for row in rows]
-
-    def outbox_count(self) -> int:
-        return int(self._core().execute(select(func.count()).select_from(outbox)).scalar_one())
 
     # -- tenant configuration ---------------------------------------------------------------
     def config_latest(self, tenant_id: str, section: str) -> ConfigVersion | None:
