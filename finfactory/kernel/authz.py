@@ -65,7 +65,15 @@ DEFAULT_ROLES: Mapping[str, frozenset[str]] = {
     "admin": frozenset({"*"}),
     "ledger.operator": frozenset({"ledger.*"}),
     "ledger.viewer": frozenset({"ledger.read"}),
-    "auditor": frozenset({"audit.read", "ledger.read", "events.read"}),
+    "identity.operator": frozenset({"identity.*"}),
+    "wallet.operator": frozenset({"wallet.*"}),
+    "qrph.operator": frozenset({"qrph.*"}),
+    # Roles of the service actors primitives use when they call each other's public API.
+    "wallet.service": frozenset({"ledger.*", "identity.read"}),
+    "qrph.service": frozenset({"wallet.*", "identity.read"}),
+    "auditor": frozenset(
+        {"audit.read", "ledger.read", "events.read", "identity.read", "wallet.read", "qrph.read"}
+    ),
     "config.admin": frozenset({"config.*"}),
 }
 

@@ -84,6 +84,14 @@ class RequestContext:
         span = span_id or self.parent_span_id or secrets.token_hex(8)
         return f"00-{self.trace_id}-{span}-01"
 
+    def delegate(self, actor: Actor) -> RequestContext:
+        """The same request, carried on by ``actor`` (a primitive calling another's API).
+
+        Tenant, trace, correlation and causation stay, so the callee's audit records and
+        events join the caller's in one trace; the caller audits its own actor.
+        """
+        return attrs.evolve(self, actor=actor, correlation_id=self.effective_correlation_id)
+
     @property
     def effective_correlation_id(self) -> str:
         return self.correlation_id or self.trace_id

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
 from pathlib import Path
 
 from alembic import command
@@ -13,10 +16,16 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def all_metadata() -> list[MetaData]:
+    """The kernel's tables, then each primitive's (every primitive owns a ``tables`` module)."""
+    import finfactory.primitives as primitives
     from finfactory.adapters.sqlalchemy.tables import metadata as kernel
-    from finfactory.primitives.ledger.tables import metadata as ledger
 
-    return [kernel, ledger]
+    found = [kernel]
+    for info in sorted(pkgutil.iter_modules(primitives.__path__), key=lambda m: m.name):
+        name = f"{primitives.__name__}.{info.name}.tables"
+        if importlib.util.find_spec(name) is not None:
+            found.append(importlib.import_module(name).metadata)
+    return found
 
 
 def alembic_config(connection: Connection) -> Config:
@@ -26,8 +35,13 @@ def alembic_config(connection: Connection) -> Config:
     return cfg
 
 
-def migrate(engine_or_connection: Engine | Connection, revision: str = "head") -> None:
-    """Upgrade the database to ``revision``. Safe to run at every start-up."""
+def migrate(engine_or_connection: Engine | Connection, revision: str = "heads") -> None:
+    """Upgrade the database to ``revision``. Safe to run at every start-up.
+
+    The kernel and ledger migrations form the trunk; every other primitive's migrations are
+    an Alembic branch of their own (labelled with the primitive's name) on top of it, so
+    ``"heads"`` means every primitive's newest schema.
+    """
     if isinstance(engine_or_connection, Engine):
         with engine_or_connection.begin() as conn:
             command.upgrade(alembic_config(conn), revision)
