@@ -92,7 +92,7 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]
         print(line(row))
 
 
-def fresh_engine(url: str) -> sa.Engine:
+def fresh_engine(url: str, schema: str = PG_SCHEMA) -> sa.Engine:
     """An engine on an empty, fully migrated FinFactory schema."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -101,10 +101,10 @@ def fresh_engine(url: str) -> sa.Engine:
                 Path(f"{parsed.database}{suffix}").unlink(missing_ok=True)
         engine = create_engine(url)
     else:  # PostgreSQL: the demo lives in a schema of its own, dropped and created again
-        engine = create_engine(url, connect_args={"options": f"-csearch_path={PG_SCHEMA}"})
+        engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
         with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
-            conn.exec_driver_sql(f"CREATE SCHEMA {PG_SCHEMA}")
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
     migrate(engine)
     return engine
 

@@ -24,8 +24,14 @@ PUBLIC = [
     "finfactory.adapters.nats",
     "finfactory.adapters.kafka",
     "finfactory.primitives.ledger",
+    "finfactory.primitives.identity",
+    "finfactory.primitives.wallet",
+    "finfactory.primitives.qrph",
+    "finfactory.primitives.qrph.emv",
     "finfactory.testing",
     "finfactory.testing.brokers",
+    "finfactory.testing.kyc",
+    "finfactory.testing.qrph",
 ]
 
 
@@ -66,8 +72,28 @@ def test_ledger_exports_every_error_command_and_result() -> None:
         assert name in exported
 
 
+@pytest.mark.parametrize(
+    ("package", "service"),
+    [
+        ("identity", "IdentityService"),
+        ("wallet", "WalletService"),
+        ("qrph", "QrPaymentService"),
+    ],
+)
+def test_primitive_exports_every_error_command_and_result(package: str, service: str) -> None:
+    module = importlib.import_module(f"finfactory.primitives.{package}")
+    exported = set(module.__all__)
+    errors = importlib.import_module(f"finfactory.primitives.{package}.errors")
+    commands = importlib.import_module(f"finfactory.primitives.{package}.commands")
+    assert _defined_in(errors, FinFactoryError) <= exported
+    assert _defined_in(commands, BaseModel) <= exported
+    assert {service, "events"} <= exported
+
+
 def test_error_codes_are_unique_and_stable_shaped() -> None:
-    import finfactory.primitives.ledger  # noqa: F401
+    from finfactory.events.catalog import load_all_primitives
+
+    load_all_primitives()
 
     seen: dict[str, str] = {}
 

@@ -1,6 +1,8 @@
 """Public test support: fakes for every port, deterministic clock and ids.
 
 Downstream teams use these in their own unit tests; FinFactory's tests use them too.
+Hypothesis strategies for QR Ph payloads live in ``finfactory.testing.qrph_strategies``
+(imported on its own, so this package does not need Hypothesis).
 """
 
 from finfactory.adapters.memory import MemoryDatabase, MemoryStorage, MemoryUnitOfWork
@@ -14,11 +16,18 @@ from finfactory.testing.brokers import (
     SimulatedCrash,
 )
 from finfactory.testing.clock import ManualClock, SequentialIds
+from finfactory.testing.kyc import FakeKycProvider, FakeSession, FakeVerdict, fixed_keyring
+from finfactory.testing.qrph import FakeQrSwitch, RecordingMerchantSettlement, SettlementCall
+from finfactory.testing.wallet import StaticCustomerTiers, configure_wallets
 
 __all__ = [
     "AllowAll",
     "BrokerMessage",
     "Delivery",
+    "FakeKycProvider",
+    "FakeQrSwitch",
+    "FakeSession",
+    "FakeVerdict",
     "InMemoryBroker",
     "InMemoryConsumer",
     "InMemoryPublisher",
@@ -26,6 +35,11 @@ __all__ = [
     "MemoryDatabase",
     "MemoryStorage",
     "MemoryUnitOfWork",
+    "RecordingMerchantSettlement",
     "SequentialIds",
+    "SettlementCall",
     "SimulatedCrash",
+    "StaticCustomerTiers",
+    "configure_wallets",
+    "fixed_keyring",
 ]

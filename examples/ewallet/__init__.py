@@ -1,0 +1,1 @@
+"""The reference e-wallet: Identity & KYC, EMI Wallet, Ledger and QR Ph behind one HTTP API."""
