@@ -8,12 +8,12 @@ this pytest); each one gets its own Hypothesis run against one app on a fresh SQ
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.core.result import Ok
 
 from examples.ewallet.api import create_app
 from examples.ewallet.composition import Ewallet, build
@@ -21,10 +21,12 @@ from examples.ewallet.scenario import TENANT, token_table
 
 
 def _operations(app: Any) -> list[Any]:
-    return [
-        result.ok()
-        for result in schemathesis.openapi.from_asgi("/openapi.json", app).get_all_operations()
-    ]
+    found = []
+    for result in schemathesis.openapi.from_asgi("/openapi.json", app).get_all_operations():
+        if not isinstance(result, Ok):
+            raise AssertionError(f"the OpenAPI document has an invalid operation: {result!r}")
+        found.append(result.ok())
+    return found
 
 
 @pytest.fixture(scope="module")
