@@ -76,6 +76,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Final, Literal, overload
 from urllib.parse import quote, unquote_to_bytes
 
@@ -347,31 +348,66 @@ def partition_key(envelope: EventEnvelope) -> str:
 # -- envelope -> CloudEvent ----------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
+def _kind_attributes(
+    options: CloudEventOptions,
+    source: str,
+    tenant_id: str,
+    event_type: str,
+    schema_version: int,
+    aggregate_type: str,
+) -> tuple[tuple[str, str], ...]:
+    """The attributes every event of one kind shares (source, type, dataschema...), checked
+    once: a relay sends thousands of events of a few kinds, and these do not change."""
+    tenant_id = _text(tenant_id, "tenant_id")
+    event_type = _text(event_type, "event_type")
+    return (
+        ("source", options.source_uri(_text(source, "source"), tenant_id)),
+        ("type", options.type_prefix + event_type),
+        ("dataschema", options.dataschema(event_type, _uint(schema_version, "schema_version"))),
+        ("tenantid", tenant_id),
+        ("aggregatetype", _text(aggregate_type, "aggregate_type")),
+        ("schemaversion", str(schema_version)),
+    )
+
+
 def _attributes(envelope: EventEnvelope, options: CloudEventOptions) -> dict[str, str]:
     """Every context attribute of ``envelope``, all as strings, in a stable order."""
-    event_type = _text(envelope.event_type, "event_type")
-    tenant_id = _text(envelope.tenant_id, "tenant_id")
-    aggregate_type = _text(envelope.aggregate_type, "aggregate_type")
+    _uint(envelope.schema_version, "schema_version")  # True == 1 would hit 1's cache entry
+    try:
+        shared = dict(
+            _kind_attributes(
+                options,
+                envelope.source,
+                envelope.tenant_id,
+                envelope.event_type,
+                envelope.schema_version,
+                envelope.aggregate_type,
+            )
+        )
+    except TypeError:  # an unhashable value where a string belongs
+        for name in ("source", "tenant_id", "event_type", "aggregate_type"):
+            _text(getattr(envelope, name), name)
+        raise
     aggregate_id = _text(envelope.aggregate_id, "aggregate_id")
-    schema_version = _uint(envelope.schema_version, "schema_version")
     attributes = {
         "specversion": SPECVERSION,
         "id": _text(envelope.id, "id"),
-        "source": options.source_uri(_text(envelope.source, "source"), tenant_id),
-        "type": options.type_prefix + event_type,
-        "subject": f"{aggregate_type}/{aggregate_id}",
+        "source": shared["source"],
+        "type": shared["type"],
+        "subject": f"{shared['aggregatetype']}/{aggregate_id}",
         "time": _format_time(envelope.recorded_at),
         "datacontenttype": DATA_CONTENT_TYPE,
-        "dataschema": options.dataschema(event_type, schema_version),
+        "dataschema": shared["dataschema"],
         "traceparent": traceparent_for(envelope),
         "partitionkey": aggregate_id,
         "sequence": str(_uint(envelope.aggregate_sequence, "aggregate_sequence")).zfill(
             _SEQUENCE_WIDTH
         ),
-        "tenantid": tenant_id,
-        "aggregatetype": aggregate_type,
+        "tenantid": shared["tenantid"],
+        "aggregatetype": shared["aggregatetype"],
         "aggregateid": aggregate_id,
-        "schemaversion": str(schema_version),
+        "schemaversion": shared["schemaversion"],
         "correlationid": _text(envelope.correlation_id, "correlation_id"),
     }
     if envelope.causation_id is not None:
