@@ -208,6 +208,25 @@ class TenantClearing:
     wallets: wallet.WalletService
     settlements: dict[str, Settlement]
 
+    def _for(self, tenant_id: str) -> WalletMerchantSettlement:
+        found = self.settlements.get(tenant_id)
+        if found is None:
+            raise ConfigurationError(f"tenant {tenant_id} has no QR clearing account")
+        return WalletMerchantSettlement(self.wallets, found.qr_clearing)
+
+    def check_merchant(
+        self,
+        ctx: RequestContext,
+        *,
+        merchant_wallet_id: str,
+        kind: qrph.QrKind,
+        currency: str,
+        uow: UnitOfWork,
+    ) -> None:
+        self._for(ctx.tenant_id).check_merchant(
+            ctx, merchant_wallet_id=merchant_wallet_id, kind=kind, currency=currency, uow=uow
+        )
+
     def credit_merchant(
         self,
         ctx: RequestContext,
@@ -216,16 +235,15 @@ class TenantClearing:
         amount: Money,
         reference: str,
         payer_wallet_id: str | None,
+        kind: qrph.QrKind,
         uow: UnitOfWork,
     ) -> str:
-        found = self.settlements.get(ctx.tenant_id)
-        if found is None:
-            raise ConfigurationError(f"tenant {ctx.tenant_id} has no QR clearing account")
-        return WalletMerchantSettlement(self.wallets, found.qr_clearing).credit_merchant(
+        return self._for(ctx.tenant_id).credit_merchant(
             ctx,
             merchant_wallet_id=merchant_wallet_id,
             amount=amount,
             reference=reference,
             payer_wallet_id=payer_wallet_id,
+            kind=kind,
             uow=uow,
         )

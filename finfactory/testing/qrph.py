@@ -1,5 +1,5 @@
-"""Fakes for QR Ph: a merchant settlement that records credits, and a switch that notifies
-payments (on time, twice, late or out of order)."""
+"""Fakes for QR Ph: a merchant settlement that records checks and credits, and a switch that
+notifies payments (on time, twice, late or out of order)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from finfactory.kernel.errors import DomainError
 from finfactory.kernel.money import Money
 from finfactory.kernel.ports import UnitOfWork
 from finfactory.primitives.qrph.commands import PaymentView, SwitchPayment
+from finfactory.primitives.qrph.emv import QrKind
+from finfactory.primitives.qrph.errors import MerchantWalletNotFound
 from finfactory.primitives.qrph.service import QrPaymentService
 
 __all__ = ["FakeQrSwitch", "RecordingMerchantSettlement", "SettlementCall"]
@@ -23,6 +25,7 @@ class SettlementCall:
     amount: Money
     reference: str
     payer_wallet_id: str | None
+    kind: QrKind
     journal_id: str | None  # None when the credit was refused
 
 
@@ -32,13 +35,29 @@ class RecordingMerchantSettlement:
 
     ``credits`` holds the credits it accepted, ``refusals`` the ones it refused (after
     :meth:`fail_with`). It is not transactional: a call stays recorded even if the QR
-    command's transaction later rolls back.
+    command's transaction later rolls back. Every wallet id exists for it unless
+    ``wallets`` names the ones that do.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wallets: set[str] | None = None) -> None:
+        self.wallets = wallets
         self.credits: list[SettlementCall] = []
         self.refusals: list[SettlementCall] = []
         self._failures: dict[str | None, DomainError] = {}
+
+    def check_merchant(
+        self,
+        ctx: RequestContext,
+        *,
+        merchant_wallet_id: str,
+        kind: QrKind,
+        currency: str,
+        uow: UnitOfWork,
+    ) -> None:
+        if self.wallets is not None and merchant_wallet_id not in self.wallets:
+            raise MerchantWalletNotFound(
+                f"wallet {merchant_wallet_id} not found", field="merchant_wallet_id"
+            )
 
     def fail_with(
         self, error: DomainError | None, *, merchant_wallet_id: str | None = None
@@ -58,6 +77,7 @@ class RecordingMerchantSettlement:
         amount: Money,
         reference: str,
         payer_wallet_id: str | None,
+        kind: QrKind,
         uow: UnitOfWork,
     ) -> str:
         failure = self._failures.get(merchant_wallet_id) or self._failures.get(None)
@@ -69,6 +89,7 @@ class RecordingMerchantSettlement:
             amount=amount,
             reference=reference,
             payer_wallet_id=payer_wallet_id,
+            kind=kind,
             journal_id=journal_id,
         )
         if failure is not None:
@@ -120,7 +141,6 @@ class FakeQrSwitch:
         amount: Money,
         *,
         network_reference: str | None = None,
-        payer_name: str | None = None,
     ) -> SwitchPayment:
         """A notification of ``amount`` paid to the QR code ``payload`` (remembered)."""
         reference = network_reference or self.next_reference()
@@ -128,7 +148,6 @@ class FakeQrSwitch:
             network_reference=reference,
             payload=payload,
             amount=amount,
-            payer_name=payer_name,
             payer_institution=self.institution,
         )
         self.sent[reference] = note
@@ -140,11 +159,8 @@ class FakeQrSwitch:
         amount: Money,
         *,
         network_reference: str | None = None,
-        payer_name: str | None = None,
     ) -> PaymentView:
-        note = self.notification(
-            payload, amount, network_reference=network_reference, payer_name=payer_name
-        )
+        note = self.notification(payload, amount, network_reference=network_reference)
         return self.service.receive_switch_payment(self.ctx, note)
 
     def send_later(
@@ -153,12 +169,9 @@ class FakeQrSwitch:
         amount: Money,
         *,
         network_reference: str | None = None,
-        payer_name: str | None = None,
     ) -> str:
         """Keep a notification back; returns its network reference for :meth:`deliver`."""
-        note = self.notification(
-            payload, amount, network_reference=network_reference, payer_name=payer_name
-        )
+        note = self.notification(payload, amount, network_reference=network_reference)
         self._held.append(note.network_reference)
         return note.network_reference
 

@@ -4,7 +4,8 @@
 ``mpm_payloads()`` draws valid payload *strings*, serialised here independently of the codec
 (only the CRC function is shared): QR Ph and foreign merchant account templates in any slot
 26-51, a card-network account in 02-25, unknown and reserved (RFU) tags, tag 62 with arbitrary
-sub-tags, tag 64 and non-ASCII names, all in shuffled order between "00"/"01" and the CRC.
+sub-tags, tag 64 and non-ASCII names, a tip indicator with its fee, sometimes no point of
+initiation (optional in EMVCo), all in shuffled order between "00" and the CRC.
 """
 
 from __future__ import annotations
@@ -123,7 +124,6 @@ def mpm_payloads(draw: st.DrawFn) -> str:
     ]
     optional: list[tuple[str, Callable[[], str]]] = [
         ("54", lambda: _amount(draw, _CURRENCIES[currency])),
-        ("55", lambda: draw(st.sampled_from(["01", "02", "03"]))),
         ("61", lambda: draw(_ans(10))),
         ("62", lambda: _template(draw, [("00", QRPH_GUID), ("05", draw(_ans(25)))], 3)),
         ("64", lambda: _template(draw, [("00", "ZH"), ("01", draw(_any_text(25)))], 1)),
@@ -144,8 +144,17 @@ def mpm_payloads(draw: st.DrawFn) -> str:
             if len(_tlv(tag, value)) <= budget:
                 objects.append((tag, value))
                 budget -= len(_tlv(tag, value))
+    # Tip or convenience indicator: 02 and 03 bring their fee (56 fixed, 57 percentage).
+    tip = draw(st.sampled_from(["", "01", "02", "03"]))
+    fees = {"02": [("56", "1.50")], "03": [("57", "2.5")]}
+    tip_objects = [("55", tip), *fees.get(tip, [])] if tip else []
+    if sum(len(_tlv(tag, value)) for tag, value in tip_objects) <= budget:
+        objects += tip_objects
     initiation = "12" if any(tag == "54" for tag, _ in objects) and draw(st.booleans()) else "11"
+    # The point of initiation is optional in EMVCo (QR Ph always writes it).
+    if draw(st.integers(0, 9)) > 0:
+        objects.append(("01", initiation))
     # Only 00 (first) and 63 (last) have fixed places; everything else keeps a drawn order.
-    shuffled = draw(st.permutations([("01", initiation), *objects]))
+    shuffled = draw(st.permutations(objects))
     body = _tlv("00", "01") + "".join(_tlv(tag, value) for tag, value in shuffled) + "6304"
     return f"{body}{crc16_ccitt_false(body.encode('utf-8')):04X}"

@@ -81,10 +81,11 @@ def test_tenants_are_isolated(env: QrEnv) -> None:
         )
     with pytest.raises(QrNotFound):
         env.service.pay_qr(other, PayQr(payload=qr.payload, payer_wallet_id="p", amount=php("3")))
-    # The same merchant id and network reference are independent per tenant.
+    # The same wallet id and network reference are independent per tenant; each tenant
+    # gives the merchant its own account number.
     own = env.service.generate_static_qr(other, static_qr())
     assert own.id != qr.id
-    assert own.payload == qr.payload
+    assert own.merchant_account != qr.merchant_account
     note = SwitchPayment(
         network_reference=paid.network_reference, payload=own.payload, amount=php("3.00")
     )
@@ -97,3 +98,24 @@ def test_tenants_are_isolated(env: QrEnv) -> None:
         "qr.payment.confirmed",
     ]
     assert [c.tenant_id for c in env.settlement.credits] == ["shop-a", "shop-b"]
+
+
+def test_denied_whatever_the_payload_says(env: QrEnv) -> None:
+    """The permission is checked before the payload is read: a caller without it learns
+    nothing about the payload and its attempt is on the audit trail."""
+    stranger = actor_ctx("ledger.operator", actor="intruder")
+    for payload in ("not a QR code", "000201"):
+        with pytest.raises(PermissionDenied):
+            env.service.pay_qr(
+                stranger, PayQr(payload=payload, payer_wallet_id="p", amount=php("1.00"))
+            )
+        with pytest.raises(PermissionDenied):
+            env.service.receive_switch_payment(
+                stranger,
+                SwitchPayment(network_reference="N-1", payload=payload, amount=php("1.00")),
+            )
+    denied = [r for r in _all_audit(env) if r.actor_id == "intruder"]
+    assert [(r.action, r.outcome.value) for r in denied] == [
+        ("qrph.pay_qr", "denied"),
+        ("qrph.receive_switch_payment", "denied"),
+    ] * 2

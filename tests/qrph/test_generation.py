@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -32,11 +33,14 @@ def test_static_qr_payload_decodes_back_to_its_data(env: QrEnv) -> None:
     assert qr.amount is None
     assert qr.expires_at is None
     assert qr.reference_label is None
+    # The payload carries the merchant's opaque account number, not its wallet id.
+    assert re.fullmatch("[0-9]{16}", qr.merchant_account)
+    assert "merchant-1" not in qr.payload
     assert read_merchant_qr(qr.payload) == MerchantQrSpec(
         kind=QrKind.P2M,
         initiation=Initiation.STATIC,
         acquirer_id=ACQUIRER,
-        merchant_account="merchant-1",
+        merchant_account=qr.merchant_account,
         merchant_name="Sari-Sari Store",
         merchant_city="Makati",
         mcc="5411",
@@ -83,7 +87,8 @@ def test_p2p_static_qr(env: QrEnv) -> None:
     qr = env.service.generate_static_qr(env.ctx, static_command("person-1", kind="p2p"))
     decoded = read_merchant_qr(qr.payload)
     assert decoded.kind is QrKind.P2P
-    assert decoded.merchant_account == "person-1"
+    assert decoded.merchant_account == qr.merchant_account
+    assert "person-1" not in qr.payload
 
 
 def test_dynamic_qr_carries_amount_label_and_default_expiry(env: QrEnv) -> None:
@@ -98,7 +103,7 @@ def test_dynamic_qr_carries_amount_label_and_default_expiry(env: QrEnv) -> None:
     assert decoded.initiation is Initiation.DYNAMIC
     assert (decoded.amount_minor, decoded.currency) == (25050, "PHP")
     assert decoded.reference_label == qr.reference_label
-    assert decoded.merchant_account == "merchant-1"
+    assert decoded.merchant_account == qr.merchant_account
     assert decoded.mcc == "0000"
     [(name, payload)] = env.events()
     assert name == "qr.generated"

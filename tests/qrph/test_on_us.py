@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from finfactory.kernel.errors import IdempotencyConflict
+from finfactory.kernel.errors import IdempotencyConflict, ValidationError
 from finfactory.kernel.money import Money
 from finfactory.primitives.qrph import (
     FailureReason,
@@ -18,6 +18,7 @@ from finfactory.primitives.qrph import (
     QrFormatError,
     QrNotFound,
     QrStatus,
+    SwitchPayment,
 )
 from tests.qrph.conftest import QrEnv, dynamic_qr, php, static_qr
 from tests.qrph.test_switch_payments import GCASH_SAMPLE
@@ -79,7 +80,7 @@ def test_reference_from_idempotency_key_or_given(env: QrEnv) -> None:
         )
     given = command.model_copy(update={"reference": "POS-0001"})
     paid = env.service.pay_qr(env.ctx, given)
-    assert paid.network_reference == "POS-0001"
+    assert paid.network_reference == "onus-POS-0001"
     assert env.service.pay_qr(env.ctx, given) == paid  # the reference deduplicates too
     with pytest.raises(NetworkReferenceConflict):
         env.service.pay_qr(env.ctx, given.model_copy(update={"amount": php("6.00")}))
@@ -105,3 +106,22 @@ def test_expired_and_foreign_payloads(env: QrEnv) -> None:
         )
     assert env.payment_count() == 1
     assert env.settlement.credits == []
+
+
+def test_on_us_references_cannot_take_the_switchs(env: QrEnv) -> None:
+    """A payer who can pay on-us must not be able to use up a reference the switch will
+    send: the two have separate namespaces."""
+    static = env.service.generate_static_qr(env.ctx, static_qr())
+    own = env.service.pay_qr(
+        env.ctx,
+        PayQr(payload=static.payload, payer_wallet_id="p", amount=php("1.00"), reference="IP-777"),
+    )
+    assert own.network_reference == "onus-IP-777"
+    from_switch = env.switch.pay(static.payload, php("9.00"), network_reference="IP-777")
+    assert (from_switch.status, from_switch.network_reference) == (
+        PaymentStatus.CONFIRMED,
+        "IP-777",
+    )
+    with pytest.raises(ValidationError):
+        SwitchPayment(network_reference="onus-IP-777", qr_id=static.id, amount=php("1.00"))
+    assert len(env.settlement.credits) == 2

@@ -73,3 +73,17 @@ def test_many_payments_to_one_merchant_all_land(pg_clean: sa.Engine) -> None:
     statuses = Counter(_race([pay(n) for n in range(30)]))
     assert statuses[PaymentStatus.CONFIRMED] == 10 + 1 + 1
     assert world.balance("merchant-1") == php("33.00")
+
+
+def test_racing_first_codes_of_a_merchant_share_one_account_number(pg_clean: sa.Engine) -> None:
+    world = World(SqlStorage(pg_clean))
+
+    def generate(n: int) -> Callable[[], str]:
+        return lambda: (
+            world.qr.generate_dynamic_qr(world.ctx, dynamic_qr(f"{n + 1}.00")).merchant_account
+        )
+
+    accounts = _race([generate(n) for n in range(THREADS)])
+    assert len(set(accounts)) == 1
+    static = world.qr.generate_static_qr(world.ctx, static_qr())
+    assert static.merchant_account == accounts[0]

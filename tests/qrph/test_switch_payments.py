@@ -38,7 +38,7 @@ class MerchantSuspended(DomainError):
 
 def test_switch_payment_to_static_qr_is_received_then_confirmed(env: QrEnv) -> None:
     qr = env.service.generate_static_qr(env.ctx, static_qr())
-    paid = env.switch.pay(qr.payload, php("120.75"), payer_name="Juan Dela Cruz")
+    paid = env.switch.pay(qr.payload, php("120.75"))
     assert paid.status is PaymentStatus.CONFIRMED
     assert paid.channel is PaymentChannel.SWITCH
     assert (paid.qr_id, paid.merchant_wallet_id, paid.amount) == (
@@ -48,7 +48,6 @@ def test_switch_payment_to_static_qr_is_received_then_confirmed(env: QrEnv) -> N
     )
     assert paid.journal_id == "journal-1"
     assert paid.failure_reason is None
-    assert paid.payer_name == "Juan Dela Cruz"
     assert paid.payer_institution == "FAKEPHM2XXX"
     assert paid.resolved_at == paid.received_at
     [credit] = env.settlement.credits
@@ -85,15 +84,6 @@ def test_switch_payment_to_static_qr_is_received_then_confirmed(env: QrEnv) -> N
     assert env.service.get_qr(env.ctx, qr.id).status is QrStatus.ACTIVE
 
 
-def test_payer_name_never_reaches_events_or_audit(env: QrEnv) -> None:
-    qr = env.service.generate_static_qr(env.ctx, static_qr())
-    env.switch.pay(qr.payload, php("5.00"), payer_name="Maria Clara")
-    env.settlement.fail_with(MerchantSuspended("suspended"))
-    env.switch.pay(qr.payload, php("6.00"), payer_name="Maria Clara")
-    assert all("Maria" not in str(payload) for _, payload in env.events())
-    assert all("Maria" not in str(r.summary) + r.reason for r in env.audit())
-
-
 def test_payment_by_qr_id(env: QrEnv) -> None:
     qr = env.service.generate_dynamic_qr(env.ctx, dynamic_qr("99.00"))
     note = SwitchPayment(network_reference="NR-1", qr_id=qr.id, amount=php("99.00"))
@@ -124,15 +114,21 @@ def test_duplicate_notification_returns_the_first_result_and_changes_nothing(env
 def test_same_network_reference_with_other_data_is_a_conflict(env: QrEnv) -> None:
     qr = env.service.generate_static_qr(env.ctx, static_qr())
     other = env.service.generate_static_qr(env.ctx, static_qr("merchant-2"))
-    env.switch.pay(qr.payload, php("10.00"), network_reference="NR-7", payer_name="A")
+    env.switch.pay(qr.payload, php("10.00"), network_reference="NR-7")
     events = env.events()
-    for payload, amount, name in (
-        (qr.payload, "10.01", "A"),
-        (other.payload, "10.00", "A"),
-        (qr.payload, "10.00", "B"),
+    for payload, amount, institution in (
+        (qr.payload, "10.01", "FAKEPHM2XXX"),
+        (other.payload, "10.00", "FAKEPHM2XXX"),
+        (qr.payload, "10.00", "OTHRPHM2XXX"),
     ):
+        note = SwitchPayment(
+            network_reference="NR-7",
+            payload=payload,
+            amount=php(amount),
+            payer_institution=institution,
+        )
         with pytest.raises(NetworkReferenceConflict):
-            env.switch.pay(payload, php(amount), network_reference="NR-7", payer_name=name)
+            env.service.receive_switch_payment(env.switch.ctx, note)
     assert env.events() == events
     assert env.payment_count() == 1
     assert [r.outcome.value for r in env.audit()][-3:] == ["rejected"] * 3

@@ -20,8 +20,10 @@ from finfactory.kernel.ports import Storage, UnitOfWork
 from finfactory.primitives.ledger import LedgerService, Leg, OpenAccount, PostJournal
 from finfactory.primitives.qrph import (
     FailureReason,
+    MerchantWalletNotFound,
     PaymentStatus,
     PayQr,
+    QrKind,
     QrPaymentService,
     SwitchPayment,
 )
@@ -43,6 +45,18 @@ class LedgerSettlement:
         self.accounts = accounts
         self.crash_after_posting = False
 
+    def check_merchant(
+        self,
+        ctx: RequestContext,
+        *,
+        merchant_wallet_id: str,
+        kind: QrKind,
+        currency: str,
+        uow: UnitOfWork,
+    ) -> None:
+        if merchant_wallet_id not in self.accounts:
+            raise MerchantWalletNotFound("no such account", field="merchant_wallet_id")
+
     def credit_merchant(
         self,
         ctx: RequestContext,
@@ -51,6 +65,7 @@ class LedgerSettlement:
         amount: Money,
         reference: str,
         payer_wallet_id: str | None,
+        kind: QrKind,
         uow: UnitOfWork,
     ) -> str:
         source = self.accounts[payer_wallet_id or "clearing"]

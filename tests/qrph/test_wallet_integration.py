@@ -11,6 +11,8 @@ from finfactory.kernel.ports import Storage
 from finfactory.primitives.ledger import AccountType, LedgerService, OpenAccount
 from finfactory.primitives.qrph import (
     FailureReason,
+    MerchantWalletNotFound,
+    MerchantWalletNotPayable,
     PaymentStatus,
     PayQr,
     QrPaymentService,
@@ -20,6 +22,7 @@ from finfactory.primitives.wallet import (
     ActivateWallet,
     CashIn,
     CloseWallet,
+    MovementKind,
     OpenWallet,
     SuspendWallet,
     WalletKind,
@@ -41,6 +44,7 @@ class Bank:
     settlement_account: str
     merchant: str
     payer: str
+    friend: str  # a second person's wallet, paid through P2P codes
 
     def posted(self, wallet_id: str) -> Money:
         return self.wallets.get_wallet(actor_ctx("auditor"), wallet_id).posted
@@ -57,7 +61,7 @@ def bank(storage: Storage) -> Bank:
     clock = ManualClock()
     ids = SequentialIds()
     ledger = LedgerService(storage, default_policy(), clock, ids)
-    tiers = StaticCustomerTiers({"shop-owner": "basic", "juan": "basic"})
+    tiers = StaticCustomerTiers({"shop-owner": "basic", "juan": "basic", "maria": "basic"})
     wallets = WalletService(storage, default_policy(), clock, ids, ledger, tiers)
     configure_wallets(storage, TENANT, clock=clock, ids=SequentialIds(namespace=7))
     configure(storage, clock)
@@ -66,7 +70,11 @@ def bank(storage: Storage) -> Bank:
         ops, OpenAccount(code="switch-settlement", currency="PHP", type=AccountType.ASSET)
     ).id
     opened = {}
-    for customer, kind in (("shop-owner", WalletKind.MERCHANT), ("juan", WalletKind.PERSONAL)):
+    for customer, kind in (
+        ("shop-owner", WalletKind.MERCHANT),
+        ("juan", WalletKind.PERSONAL),
+        ("maria", WalletKind.PERSONAL),
+    ):
         view = wallets.open_wallet(ops, OpenWallet(customer_id=customer, currency="PHP", kind=kind))
         wallets.activate_wallet(ops, ActivateWallet(wallet_id=view.id))
         opened[customer] = view.id
@@ -96,6 +104,7 @@ def bank(storage: Storage) -> Bank:
         settlement_account,
         opened["shop-owner"],
         opened["juan"],
+        opened["maria"],
     )
 
 
@@ -140,8 +149,46 @@ def test_refusals_by_the_wallet_fail_the_payment_and_move_nothing(bank: Bank) ->
     assert bank.posted(bank.merchant) == php("0.00")
     assert (SERVICE_ACTOR.id, "wallet.pay_merchant", "rejected") in bank.audit()
     # A closed merchant wallet takes nothing from the switch either.
-    bank.wallets.close_wallet(ops, CloseWallet(wallet_id=bank.merchant, reason="shop closed"))
     static = bank.qr.generate_static_qr(ctx, static_qr(bank.merchant))
+    bank.wallets.close_wallet(ops, CloseWallet(wallet_id=bank.merchant, reason="shop closed"))
     refused = bank.switch.pay(static.payload, php("5.00"))
     assert (refused.status, refused.failure_detail) == (PaymentStatus.FAILED, "wallet.not_active")
     assert [p.status for p in bank.qr.list_payments(ctx).payments] == [PaymentStatus.FAILED] * 3
+
+
+def test_on_us_payment_of_a_p2p_code_is_a_transfer_between_people(bank: Bank) -> None:
+    ctx = actor_ctx("qrph.operator")
+    qr = bank.qr.generate_static_qr(ctx, static_qr(bank.friend, kind="p2p"))
+    paid = bank.qr.pay_qr(
+        ctx, PayQr(payload=qr.payload, payer_wallet_id=bank.payer, amount=php("25.00"))
+    )
+    assert (paid.status, paid.failure_detail) == (PaymentStatus.CONFIRMED, None)
+    assert bank.posted(bank.payer) == php("75.00")
+    assert bank.posted(bank.friend) == php("25.00")
+    assert (SERVICE_ACTOR.id, "wallet.transfer", "succeeded") in bank.audit()
+    [movement] = bank.wallets.history(actor_ctx("auditor"), bank.friend)
+    assert movement.kind is MovementKind.TRANSFER
+    # From the switch, a person's wallet is credited from the settlement account.
+    incoming = bank.switch.pay(qr.payload, php("10.00"))
+    assert incoming.status is PaymentStatus.CONFIRMED
+    assert bank.posted(bank.friend) == php("35.00")
+
+
+def test_codes_only_for_wallets_that_can_take_them(bank: Bank) -> None:
+    ctx = actor_ctx("qrph.operator")
+    ops = actor_ctx("wallet.operator")
+    with pytest.raises(MerchantWalletNotFound):
+        bank.qr.generate_static_qr(ctx, static_qr("no-such-wallet"))
+    with pytest.raises(MerchantWalletNotPayable, match="merchant wallet"):
+        bank.qr.generate_dynamic_qr(ctx, dynamic_qr(wallet=bank.friend))  # P2M, personal
+    bank.wallets.close_wallet(ops, CloseWallet(wallet_id=bank.friend, reason="moved abroad"))
+    with pytest.raises(MerchantWalletNotPayable, match="closed"):
+        bank.qr.generate_static_qr(ctx, static_qr(bank.friend, kind="p2p"))
+    dollars = bank.wallets.open_wallet(
+        ops, OpenWallet(customer_id="shop-owner", currency="USD", kind=WalletKind.MERCHANT)
+    )
+    with pytest.raises(MerchantWalletNotPayable, match="USD"):
+        bank.qr.generate_static_qr(ctx, static_qr(dollars.id))
+    assert bank.qr.list_payments(ctx).payments == []
+    refusals = [a for a in bank.audit() if a[1].startswith("qrph.generate")]
+    assert [outcome for _, _, outcome in refusals] == ["rejected"] * 4

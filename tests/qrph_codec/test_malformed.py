@@ -174,7 +174,6 @@ def test_not_a_payload_at_all(payload: object) -> None:
 @pytest.mark.parametrize(
     ("tag", "piece"),
     [
-        ("01", STATIC),
         ("52", MCC),
         ("53", CURRENCY),
         ("58", COUNTRY),

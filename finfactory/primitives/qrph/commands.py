@@ -19,20 +19,28 @@ from finfactory.primitives.qrph.settings import Bic
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 # EMVCo MPM limits: printable ASCII ("ans"); merchant name 25 characters, city 15, postal
-# code 10, reference label 25; the merchant account (here the wallet id) 50 in QR Ph.
+# code 10, reference label 25. The wallet id never goes into a payload (the merchant gets an
+# opaque account number), so it only has to fit our columns.
 _ANS = r"^[\x20-\x7e]+$"
 MerchantName = Annotated[str, Field(min_length=1, max_length=25, pattern=_ANS)]
 MerchantCity = Annotated[str, Field(min_length=1, max_length=15, pattern=_ANS)]
-MerchantWalletId = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[\x21-\x7e]+$")]
+MerchantWalletId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
 PostalCode = Annotated[str, Field(min_length=1, max_length=10, pattern=r"^[A-Za-z0-9 -]+$")]
 Mcc = Annotated[str, Field(pattern=r"^[0-9]{4}$")]
 ReferenceLabel = Annotated[
     str, Field(min_length=1, max_length=25, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/#-]*$")
 ]
-NetworkReference = Annotated[
-    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+_REFERENCE = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+NetworkReference = Annotated[str, Field(min_length=1, max_length=64, pattern=_REFERENCE)]
+# On-us payments have references of their own, ON_US_PREFIX + the payer's reference, so that
+# nobody who can pay on-us can take a reference the switch will use (and block its payment).
+ON_US_PREFIX = "onus-"
+OnUsReference = Annotated[
+    str, Field(min_length=1, max_length=64 - len(ON_US_PREFIX), pattern=_REFERENCE)
 ]
 Payload = Annotated[str, Field(min_length=1, max_length=512)]
+# A code, not free text (no spaces): nothing personal fits in it by accident.
+InstitutionCode = Annotated[str, Field(min_length=1, max_length=64, pattern=_REFERENCE)]
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -84,16 +92,29 @@ class GenerateDynamicQr(_MerchantDetails):
 
 
 class SwitchPayment(Model):
-    """A payment notified by the acquirer or switch, for a QR named by id or by its payload."""
+    """A payment notified by the acquirer or switch, for a QR named by id or by its payload.
 
-    network_reference: NetworkReference
+    The switch adapter leaves the payer's personal data (name, account) behind the port.
+    """
+
+    network_reference: NetworkReference = Field(
+        description=f"the switch's reference of the payment; never starts with {ON_US_PREFIX!r}"
+    )
     amount: PositiveMoney
     qr_id: Id | None = None
     payload: Payload | None = None
-    payer_name: Annotated[str, Field(min_length=1, max_length=140)] | None = Field(
-        default=None, description="kept on the payment only; never in events or audit"
+    payer_institution: InstitutionCode | None = Field(
+        default=None,
+        description="the payer's bank or e-wallet as a code (e.g. its BIC). The payer's name"
+        " is not taken: QR Ph keeps no personal data of payers",
     )
-    payer_institution: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("network_reference")
+    @classmethod
+    def _not_on_us(cls, value: str) -> str:
+        if value.startswith(ON_US_PREFIX):
+            raise ValueError(f"references starting with {ON_US_PREFIX!r} are on-us payments'")
+        return value
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
@@ -110,10 +131,10 @@ class PayQr(Model):
     amount: PositiveMoney | None = Field(
         default=None, description="required for a static QR; for a dynamic QR omit it or repeat"
     )
-    reference: NetworkReference | None = Field(
+    reference: OnUsReference | None = Field(
         default=None,
-        description="the payment's network reference; derived from the idempotency key or"
-        " generated when omitted",
+        description=f"the payer's reference; the payment's network reference is {ON_US_PREFIX!r}"
+        " followed by it, or by a hash of the idempotency key, or by a new id",
     )
 
 
@@ -130,7 +151,7 @@ class QrView(Model):
     amount: MoneyAmount | None
     currency: str
     acquirer_id: str
-    merchant_account: str
+    merchant_account: str = Field(description="the opaque account number the payload carries")
     merchant_name: str
     merchant_city: str
     mcc: str
@@ -152,7 +173,6 @@ class PaymentView(Model):
     failure_detail: str | None
     journal_id: str | None
     payer_wallet_id: str | None
-    payer_name: str | None
     payer_institution: str | None
     received_at: datetime
     resolved_at: datetime | None

@@ -60,3 +60,16 @@ class InvalidPaymentAmount(ValidationError):
     dynamic QR's."""
 
     code = "qrph.invalid_payment_amount"
+
+
+class MerchantWalletNotFound(NotFound):
+    """The merchant settlement knows no wallet with that id (raised by its adapter)."""
+
+    code = "qrph.merchant_wallet_not_found"
+
+
+class MerchantWalletNotPayable(DomainError):
+    """The wallet exists but cannot take payments to QR codes of that kind: closed, in
+    another currency, or a personal wallet behind a P2M (merchant) code."""
+
+    code = "qrph.merchant_wallet_not_payable"

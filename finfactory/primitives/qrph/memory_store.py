@@ -9,6 +9,8 @@ from finfactory.kernel.errors import IntegrityViolation
 from finfactory.primitives.qrph.emv import Initiation
 from finfactory.primitives.qrph.model import PaymentStatus, QrCode, QrPayment
 
+ACCOUNTS = "qrph_merchant_accounts"
+ACCOUNT_NUMBERS = "qrph_merchant_accounts_number"
 CODES = "qrph_codes"
 STATIC = "qrph_codes_static"
 LABELS = "qrph_codes_label"
@@ -21,6 +23,16 @@ class MemoryQrStore:
     def __init__(self, uow: MemoryUnitOfWork) -> None:
         self._uow = uow
         self._pending: list[tuple[str, QrCode | QrPayment]] = []
+        self._accounts: list[tuple[str, str, str]] = []
+
+    def account_number(self, tenant_id: str, merchant_wallet_id: str) -> str | None:
+        found: str | None = self._uow.get(ACCOUNTS, (tenant_id, merchant_wallet_id))
+        return found
+
+    def add_account_number(
+        self, tenant_id: str, merchant_wallet_id: str, account_number: str, created_at: datetime
+    ) -> None:
+        self._accounts.append((tenant_id, merchant_wallet_id, account_number))
 
     def get_qr(self, tenant_id: str, qr_id: str) -> QrCode | None:
         qr = self._uow.get(CODES, qr_id)
@@ -80,6 +92,14 @@ class MemoryQrStore:
         self._pending.append(("saved_payment", payment))
 
     def flush(self) -> None:
+        for tenant_id, wallet_id, number in self._accounts:
+            if self._uow.get(ACCOUNTS, (tenant_id, wallet_id)) is not None:
+                raise IntegrityViolation("the merchant already has an account number")
+            if self._uow.get(ACCOUNT_NUMBERS, (tenant_id, number)) is not None:
+                raise IntegrityViolation("account number already given to another merchant")
+            self._uow.put(ACCOUNTS, (tenant_id, wallet_id), number)
+            self._uow.put(ACCOUNT_NUMBERS, (tenant_id, number), wallet_id)
+        self._accounts.clear()
         for kind, item in self._pending:
             if isinstance(item, QrCode):
                 if kind == "qr":

@@ -15,6 +15,9 @@ _BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # EMVCo limits the reference label (tag 62, sub-tag 05) to 25 characters; a UUID's 128 bits
 # take exactly 25 base-36 digits.
 LABEL_LENGTH = 25
+# The merchant account a QR code carries (P2M sub-tag 03, P2P sub-tag 04) is a number of this
+# many digits, so that a payload shows no internal id; collisions are caught by the schema.
+ACCOUNT_NUMBER_DIGITS = 16
 
 
 class QrStatus(StrEnum):
@@ -83,7 +86,6 @@ class QrPayment:
     amount: int
     currency: str
     payer_wallet_id: str | None
-    payer_name: str | None
     payer_institution: str | None
     status: PaymentStatus
     failure_reason: FailureReason | None
@@ -101,7 +103,6 @@ class QrPayment:
             amount=self.amount,
             currency=self.currency,
             payer_wallet_id=self.payer_wallet_id,
-            payer_name=self.payer_name,
             payer_institution=self.payer_institution,
         )
 
@@ -115,7 +116,6 @@ class PaymentRequest:
     amount: int
     currency: str
     payer_wallet_id: str | None
-    payer_name: str | None
     payer_institution: str | None
 
 
@@ -148,6 +148,12 @@ def check_payment(
     if qr.amount is None and amount > max_amount:
         return Failure(FailureReason.AMOUNT_MISMATCH, "qrph.amount_above_maximum")
     return None
+
+
+def account_number(seed_id: str) -> str:
+    """A merchant's opaque account number, drawn from a fresh id (never from the wallet id)."""
+    number = int(sha256_hex("qrph.account:" + seed_id), 16) % 10**ACCOUNT_NUMBER_DIGITS
+    return f"{number:0{ACCOUNT_NUMBER_DIGITS}d}"
 
 
 def generated_label(qr_id: str) -> str:

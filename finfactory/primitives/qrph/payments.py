@@ -49,7 +49,6 @@ class Incoming:
     qr_id: str | None = None
     decoded: MerchantQrSpec | None = None
     payer_wallet_id: str | None = None
-    payer_name: str | None = None
     payer_institution: str | None = None
 
     def request(self, qr_id: str | None) -> PaymentRequest:
@@ -59,7 +58,6 @@ class Incoming:
             amount=self.amount,
             currency=self.currency,
             payer_wallet_id=self.payer_wallet_id,
-            payer_name=self.payer_name,
             payer_institution=self.payer_institution,
         )
 
@@ -135,7 +133,6 @@ def _record(
         amount=incoming.amount,
         currency=incoming.currency,
         payer_wallet_id=incoming.payer_wallet_id,
-        payer_name=incoming.payer_name,
         payer_institution=incoming.payer_institution,
         status=PaymentStatus.RECEIVED,
         failure_reason=None,
@@ -164,6 +161,7 @@ def _record(
                 amount=from_minor(payment.amount, payment.currency),
                 reference=f"qrph:{payment.id}",
                 payer_wallet_id=payment.payer_wallet_id,
+                kind=qr.kind,
                 uow=scope.uow,
             )
         except DomainError as refused:

@@ -4,7 +4,7 @@ written with its outbox events in one transaction (the merchant's credit include
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal, TypeVar, overload
 
 import attrs
@@ -22,6 +22,7 @@ from finfactory.kernel.ports import Storage, UnitOfWork
 from finfactory.kernel.reads import ReadGuard
 from finfactory.primitives.qrph import commands as cmd
 from finfactory.primitives.qrph import events as ev
+from finfactory.primitives.qrph.checks import acquirer_for, expiry_for, on_us_amount, same_static
 from finfactory.primitives.qrph.emv import (
     Initiation,
     MerchantQrSpec,
@@ -31,17 +32,20 @@ from finfactory.primitives.qrph.emv import (
     render_svg,
 )
 from finfactory.primitives.qrph.errors import (
-    AcquirerNotConfigured,
     AmountAboveMaximum,
     CurrencyNotSupported,
     DuplicateReferenceLabel,
-    InvalidExpiry,
-    InvalidPaymentAmount,
     PaymentNotFound,
     QrNotFound,
     StaticQrConflict,
 )
-from finfactory.primitives.qrph.model import PaymentChannel, QrCode, QrStatus, generated_label
+from finfactory.primitives.qrph.model import (
+    PaymentChannel,
+    QrCode,
+    QrStatus,
+    account_number,
+    generated_label,
+)
 from finfactory.primitives.qrph.payments import Incoming, receive
 from finfactory.primitives.qrph.ports import MerchantSettlement, QrStore
 from finfactory.primitives.qrph.settings import QrPhSettings
@@ -99,13 +103,13 @@ class QrPaymentService:
         def handle(scope: CommandScope) -> cmd.QrView:
             store = self.store_factory(scope.uow)
             settings = load_settings(scope.uow, ctx.tenant_id, QrPhSettings)
-            account = command.merchant_wallet_id
-            existing_id = store.static_qr_id(ctx.tenant_id, account)
+            account = store.account_number(ctx.tenant_id, command.merchant_wallet_id)
+            existing_id = None if account is None else store.static_qr_id(ctx.tenant_id, account)
             if existing_id is not None:
                 existing = store.get_qr(ctx.tenant_id, existing_id)
                 assert existing is not None
                 scope.resource_id = existing.id
-                if not _same_static(existing, command):
+                if not same_static(existing, command):
                     raise StaticQrConflict(
                         "the merchant already has a static QR code with other details",
                         qr_id=existing.id,
@@ -115,8 +119,10 @@ class QrPaymentService:
             spec = MerchantQrSpec(
                 kind=command.kind,
                 initiation=Initiation.STATIC,
-                acquirer_id=_acquirer(command, settings),
-                merchant_account=account,
+                acquirer_id=acquirer_for(command, settings),
+                merchant_account=self._merchant_account(
+                    scope, store, command, settings.currency, account
+                ),
                 merchant_name=command.merchant_name,
                 merchant_city=command.merchant_city,
                 mcc=command.mcc or settings.default_mcc,
@@ -152,11 +158,14 @@ class QrPaymentService:
                     f"amount exceeds the tenant's maximum of {settings.max_amount.amount}",
                     field="amount",
                 )
-            expires_at = _expiry(command, settings, scope.now)
+            expires_at = expiry_for(command, settings, scope.now)
             qr_id = scope.ids.new_id()
             label = command.reference_label or generated_label(qr_id)
-            account = command.merchant_wallet_id
-            if store.dynamic_qr_id(ctx.tenant_id, account, label) is not None:
+            account = store.account_number(ctx.tenant_id, command.merchant_wallet_id)
+            if (
+                account is not None
+                and store.dynamic_qr_id(ctx.tenant_id, account, label) is not None
+            ):
                 raise DuplicateReferenceLabel(
                     f"the merchant already has a QR code labelled {label}",
                     field="reference_label",
@@ -164,8 +173,8 @@ class QrPaymentService:
             spec = MerchantQrSpec(
                 kind=command.kind,
                 initiation=Initiation.DYNAMIC,
-                acquirer_id=_acquirer(command, settings),
-                merchant_account=account,
+                acquirer_id=acquirer_for(command, settings),
+                merchant_account=self._merchant_account(scope, store, command, currency, account),
                 merchant_name=command.merchant_name,
                 merchant_city=command.merchant_city,
                 mcc=command.mcc or settings.default_mcc,
@@ -179,6 +188,31 @@ class QrPaymentService:
         return self._runner.run(
             ctx, DYNAMIC, command, handle, idempotency_key=idempotency_key, uow=uow
         )
+
+    def _merchant_account(
+        self,
+        scope: CommandScope,
+        store: QrStore,
+        command: cmd.GenerateStaticQr | cmd.GenerateDynamicQr,
+        currency: str,
+        account: str | None,
+    ) -> str:
+        """Check (through the settlement) that the wallet can be paid by this code, then
+        return the merchant's account number, drawing it with the merchant's first code.
+        Nothing is written before the check passes."""
+        self.settlement.check_merchant(
+            scope.ctx,
+            merchant_wallet_id=command.merchant_wallet_id,
+            kind=command.kind,
+            currency=currency,
+            uow=scope.uow,
+        )
+        if account is None:
+            account = account_number(scope.ids.new_id())
+            store.add_account_number(
+                scope.ctx.tenant_id, command.merchant_wallet_id, account, scope.now
+            )
+        return account
 
     def _issue(
         self,
@@ -246,20 +280,21 @@ class QrPaymentService:
     ) -> cmd.PaymentView:
         """A payment the acquirer or switch notifies: recorded once per network reference
         (a repeat returns the first result), then confirmed or failed."""
-        amount, currency = to_minor(command.amount, allow_zero=False)
-        decoded = None if command.payload is None else read_merchant_qr(command.payload)
-        incoming = Incoming(
-            network_reference=command.network_reference,
-            channel=PaymentChannel.SWITCH,
-            amount=amount,
-            currency=currency,
-            qr_id=command.qr_id,
-            decoded=decoded,
-            payer_name=command.payer_name,
-            payer_institution=command.payer_institution,
-        )
 
         def handle(scope: CommandScope) -> cmd.PaymentView:
+            # Parsed here, after the permission check: a caller without it is denied (and
+            # audited) whatever it sent.
+            amount, currency = to_minor(command.amount, allow_zero=False)
+            decoded = None if command.payload is None else read_merchant_qr(command.payload)
+            incoming = Incoming(
+                network_reference=command.network_reference,
+                channel=PaymentChannel.SWITCH,
+                amount=amount,
+                currency=currency,
+                qr_id=command.qr_id,
+                decoded=decoded,
+                payer_institution=command.payer_institution,
+            )
             return receive(scope, self.store_factory(scope.uow), self.settlement, incoming)
 
         return self._runner.run(
@@ -278,18 +313,18 @@ class QrPaymentService:
 
         The caller must have checked that the payer may spend from that wallet.
         """
-        decoded = read_merchant_qr(command.payload)
-        amount, currency = _on_us_amount(command, decoded)
         if command.reference is not None:
-            reference: str | None = command.reference
+            reference: str | None = cmd.ON_US_PREFIX + command.reference
         elif idempotency_key is not None:
-            reference = "onus-" + sha256_hex(idempotency_key)[:40]
+            reference = cmd.ON_US_PREFIX + sha256_hex(idempotency_key)[:40]
         else:
             reference = None
 
         def handle(scope: CommandScope) -> cmd.PaymentView:
+            decoded = read_merchant_qr(command.payload)
+            amount, currency = on_us_amount(command, decoded)
             incoming = Incoming(
-                network_reference=reference or f"onus-{scope.ids.new_id()}",
+                network_reference=reference or cmd.ON_US_PREFIX + scope.ids.new_id(),
                 channel=PaymentChannel.ON_US,
                 amount=amount,
                 currency=currency,
@@ -399,65 +434,3 @@ class QrPaymentService:
         return cmd.PaymentPage.model_construct(
             payments=page, next_after=page[-1].id if more else None
         )
-
-
-def _acquirer(command: cmd.GenerateStaticQr | cmd.GenerateDynamicQr, s: QrPhSettings) -> str:
-    acquirer = command.acquirer_id or s.acquirer_id
-    if acquirer is None:
-        raise AcquirerNotConfigured(
-            "no acquirer id: set QrPhSettings.acquirer_id or give acquirer_id",
-            field="acquirer_id",
-        )
-    return acquirer
-
-
-def _same_static(qr: QrCode, command: cmd.GenerateStaticQr) -> bool:
-    """Whether ``command`` asks for the static QR code ``qr`` again (omitted optional
-    details match whatever the code has)."""
-    return (
-        qr.kind == command.kind
-        and qr.merchant_name == command.merchant_name
-        and qr.merchant_city == command.merchant_city
-        and qr.postal_code == command.postal_code
-        and command.mcc in (None, qr.mcc)
-        and command.acquirer_id in (None, qr.acquirer_id)
-    )
-
-
-def _expiry(command: cmd.GenerateDynamicQr, s: QrPhSettings, now: datetime) -> datetime:
-    latest = now + timedelta(seconds=s.max_dynamic_ttl_seconds)
-    if command.expires_at is not None:
-        expires_at = command.expires_at
-    else:
-        seconds = command.expires_in_seconds or s.default_dynamic_ttl_seconds
-        if seconds > s.max_dynamic_ttl_seconds:
-            raise InvalidExpiry(
-                f"a dynamic QR code may live at most {s.max_dynamic_ttl_seconds} seconds",
-                field="expires_in_seconds",
-            )
-        expires_at = now + timedelta(seconds=seconds)
-    if expires_at <= now:
-        raise InvalidExpiry("expires_at must be later than now", field="expires_at")
-    if expires_at > latest:
-        raise InvalidExpiry(
-            f"a dynamic QR code may live at most {s.max_dynamic_ttl_seconds} seconds",
-            field="expires_at",
-        )
-    return expires_at
-
-
-def _on_us_amount(command: cmd.PayQr, decoded: MerchantQrSpec) -> tuple[int, str]:
-    """The amount an on-us payment moves: the payer's for a static QR code, the code's own
-    for a dynamic one (which the payer may repeat, but not change)."""
-    given = None if command.amount is None else to_minor(command.amount, allow_zero=False)
-    if decoded.initiation is Initiation.STATIC:
-        if given is None:
-            raise InvalidPaymentAmount("a static QR code needs an amount", field="amount")
-        return given
-    assert decoded.amount_minor is not None
-    own = (decoded.amount_minor, decoded.currency)
-    if given is not None and given != own:
-        raise InvalidPaymentAmount(
-            "the amount differs from the dynamic QR code's amount", field="amount"
-        )
-    return own

@@ -18,7 +18,7 @@ from finfactory.primitives.qrph.model import (
     QrPayment,
     QrStatus,
 )
-from finfactory.primitives.qrph.tables import codes, payments
+from finfactory.primitives.qrph.tables import codes, merchant_accounts, payments
 
 
 class SqlQrStore:
@@ -36,6 +36,15 @@ class SqlQrStore:
         return None if row is None else row._mapping
 
     # -- reads ----------------------------------------------------------------------------
+    def account_number(self, tenant_id: str, merchant_wallet_id: str) -> str | None:
+        t = merchant_accounts
+        m = self._first(
+            select(t.c.account_number).where(
+                t.c.tenant_id == tenant_id, t.c.merchant_wallet_id == merchant_wallet_id
+            )
+        )
+        return None if m is None else str(m["account_number"])
+
     def get_qr(self, tenant_id: str, qr_id: str) -> QrCode | None:
         m = self._first(select(codes).where(codes.c.tenant_id == tenant_id, codes.c.id == qr_id))
         return None if m is None else _qr(m)
@@ -110,6 +119,21 @@ class SqlQrStore:
         return [_payment(r._mapping) for r in rows]
 
     # -- queued writes --------------------------------------------------------------------
+    def add_account_number(
+        self, tenant_id: str, merchant_wallet_id: str, account_number: str, created_at: datetime
+    ) -> None:
+        self._drv.queue(
+            _INSERT_ACCOUNT,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "merchant_wallet_id": merchant_wallet_id,
+                    "account_number": account_number,
+                    "created_at": self._drv.ts(created_at),
+                }
+            ],
+        )
+
     def add_qr(self, qr: QrCode) -> None:
         drv = self._drv
         drv.queue(
@@ -162,7 +186,6 @@ class SqlQrStore:
                     "amount": p.amount,
                     "currency": p.currency,
                     "payer_wallet_id": p.payer_wallet_id,
-                    "payer_name": p.payer_name,
                     "payer_institution": p.payer_institution,
                     "status": p.status.value,
                     "failure_reason": None if p.failure_reason is None else p.failure_reason.value,
@@ -201,6 +224,9 @@ def _insert_sql(table: str, columns: str) -> str:
     return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
 
 
+_INSERT_ACCOUNT = _insert_sql(
+    "qrph_merchant_accounts", "tenant_id, merchant_wallet_id, account_number, created_at"
+)
 _INSERT_QR = _insert_sql(
     "qrph_codes",
     "id, tenant_id, merchant_wallet_id, kind, initiation, status, payload, acquirer_id,"
@@ -210,7 +236,7 @@ _INSERT_QR = _insert_sql(
 _INSERT_PAYMENT = _insert_sql(
     "qrph_payments",
     "id, tenant_id, qr_id, merchant_wallet_id, initiation, network_reference, channel, amount,"
-    " currency, payer_wallet_id, payer_name, payer_institution, status, failure_reason,"
+    " currency, payer_wallet_id, payer_institution, status, failure_reason,"
     " failure_detail, journal_id, received_at, resolved_at, version",
 )
 _MARK_PAID = "UPDATE qrph_codes SET status = :status, paid_at = :paid_at WHERE id = :id"
@@ -258,7 +284,6 @@ def _payment(m: Any) -> QrPayment:
         amount=int(m["amount"]),
         currency=m["currency"],
         payer_wallet_id=m["payer_wallet_id"],
-        payer_name=m["payer_name"],
         payer_institution=m["payer_institution"],
         status=PaymentStatus(m["status"]),
         failure_reason=None if reason is None else FailureReason(reason),

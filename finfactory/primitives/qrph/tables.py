@@ -1,6 +1,7 @@
-"""Tables QR Ph owns (prefix ``qrph_``). The database holds the invariants too: one static
-QR per merchant, a dynamic QR's label unique per merchant, at most one confirmed payment per
-dynamic QR, a network reference used once per tenant, and outcomes that fit their status."""
+"""Tables QR Ph owns (prefix ``qrph_``). The database holds the invariants too: one account
+number per merchant and unique in its tenant, one static QR per merchant, a dynamic QR's label
+unique per merchant, at most one confirmed payment per dynamic QR, a network reference used
+once per tenant, and outcomes that fit their status. No column holds a payer's name."""
 
 from __future__ import annotations
 
@@ -21,6 +22,16 @@ from sqlalchemy import Table as _Table
 from finfactory.adapters.sqlalchemy.types import UtcDateTime
 
 metadata = MetaData()
+
+merchant_accounts = _Table(
+    "qrph_merchant_accounts",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("merchant_wallet_id", String(64), primary_key=True),
+    Column("account_number", String(50), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "account_number", name="uq_qrph_merchant_accounts_number"),
+)
 
 codes = _Table(
     "qrph_codes",
@@ -80,7 +91,6 @@ payments = _Table(
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("payer_wallet_id", String(64), nullable=True),
-    Column("payer_name", String(140), nullable=True),
     Column("payer_institution", String(64), nullable=True),
     Column("status", String(10), nullable=False),
     Column("failure_reason", String(20), nullable=True),

@@ -44,7 +44,6 @@ def payment_view(p: QrPayment) -> PaymentView:
         failure_detail=p.failure_detail,
         journal_id=p.journal_id,
         payer_wallet_id=p.payer_wallet_id,
-        payer_name=p.payer_name,
         payer_institution=p.payer_institution,
         received_at=p.received_at,
         resolved_at=p.resolved_at,

@@ -12,8 +12,18 @@ from finfactory.kernel.config import load_settings
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
 from finfactory.kernel.money import Money
 from finfactory.kernel.ports import UnitOfWork
+from finfactory.primitives.qrph.emv import QrKind
+from finfactory.primitives.qrph.errors import MerchantWalletNotFound, MerchantWalletNotPayable
 from finfactory.primitives.qrph.settings import QrPhSettings
-from finfactory.primitives.wallet import CashIn, PayMerchant, WalletService
+from finfactory.primitives.wallet import (
+    CashIn,
+    PayMerchant,
+    Transfer,
+    WalletKind,
+    WalletNotFound,
+    WalletService,
+    WalletStatus,
+)
 
 # Its default role (``qrph.service``) may use the wallet's API and read identities, no more.
 SERVICE_ACTOR = Actor("finfactory.qrph", ActorKind.SERVICE, frozenset({"qrph.service"}))
@@ -21,17 +31,45 @@ SERVICE_ACTOR = Actor("finfactory.qrph", ActorKind.SERVICE, frozenset({"qrph.ser
 
 @attrs.define
 class WalletMerchantSettlement:
-    """Credits merchant wallets through :class:`WalletService`, in the QR command's
-    transaction.
+    """Checks and credits merchant wallets through :class:`WalletService`, in the QR
+    command's transaction.
 
-    On-us payments move money payer wallet -> merchant wallet (``pay_merchant``); payments
-    from the switch credit the merchant wallet from ``settlement_account_id``, the ledger
-    account that holds what the switch owes the tenant (``cash_in``).
+    On-us payments move money payer wallet -> merchant wallet: ``pay_merchant`` for a P2M
+    code (the wallet must be a merchant wallet), ``transfer`` for a P2P code (a person's
+    wallet). Payments from the switch credit the merchant wallet from
+    ``settlement_account_id``, the ledger account that holds what the switch owes the tenant
+    (``cash_in``).
     """
 
     wallet: WalletService
     settlement_account_id: str
     service_actor: Actor = SERVICE_ACTOR
+
+    def check_merchant(
+        self,
+        ctx: RequestContext,
+        *,
+        merchant_wallet_id: str,
+        kind: QrKind,
+        currency: str,
+        uow: UnitOfWork,
+    ) -> None:
+        acting = ctx.delegate(self.service_actor)
+        try:
+            found = self.wallet.get_wallet(acting, merchant_wallet_id, uow=uow)
+        except WalletNotFound:
+            raise MerchantWalletNotFound(
+                f"wallet {merchant_wallet_id} not found", field="merchant_wallet_id"
+            ) from None
+        why = None
+        if found.status == WalletStatus.CLOSED:
+            why = "the wallet is closed"
+        elif found.currency != currency:
+            why = f"the wallet holds {found.currency}, the QR code is in {currency}"
+        elif kind == QrKind.P2M and found.kind != WalletKind.MERCHANT:
+            why = "a P2M (merchant) QR code needs a merchant wallet; use a P2P code"
+        if why is not None:
+            raise MerchantWalletNotPayable(why, field="merchant_wallet_id")
 
     def credit_merchant(
         self,
@@ -41,34 +79,46 @@ class WalletMerchantSettlement:
         amount: Money,
         reference: str,
         payer_wallet_id: str | None,
+        kind: QrKind,
         uow: UnitOfWork,
     ) -> str:
         note = load_settings(uow, ctx.tenant_id, QrPhSettings).settlement_note
         acting = ctx.delegate(self.service_actor)
-        if payer_wallet_id is not None:
-            paid = self.wallet.pay_merchant(
+        if payer_wallet_id is None:
+            credited = self.wallet.cash_in(
                 acting,
-                PayMerchant(
+                CashIn(
+                    wallet_id=merchant_wallet_id,
+                    amount=amount,
+                    source_account_id=self.settlement_account_id,
+                    reference=reference,
+                    description=note,
+                ),
+                uow=uow,
+            )
+            return credited.journal_id
+        if kind is QrKind.P2P:
+            sent = self.wallet.transfer(
+                acting,
+                Transfer(
                     from_wallet_id=payer_wallet_id,
-                    merchant_wallet_id=merchant_wallet_id,
+                    to_wallet_id=merchant_wallet_id,
                     amount=amount,
                     reference=reference,
                     description=note,
                 ),
-                idempotency_key=None,
                 uow=uow,
             )
-            return paid.journal_id
-        credited = self.wallet.cash_in(
+            return sent.journal_id
+        paid = self.wallet.pay_merchant(
             acting,
-            CashIn(
-                wallet_id=merchant_wallet_id,
+            PayMerchant(
+                from_wallet_id=payer_wallet_id,
+                merchant_wallet_id=merchant_wallet_id,
                 amount=amount,
-                source_account_id=self.settlement_account_id,
                 reference=reference,
                 description=note,
             ),
-            idempotency_key=None,
             uow=uow,
         )
-        return credited.journal_id
+        return paid.journal_id

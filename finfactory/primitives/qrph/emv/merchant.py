@@ -113,6 +113,12 @@ def build_payload(spec: MerchantQrSpec) -> str:
 def read_merchant_qr(payload: str) -> MerchantQrSpec:
     """Decode ``payload`` and extract the QR Ph fields; raises ``QrFormatError`` subclasses."""
     qr = decode(payload)
+    if qr.get("01") is None:
+        raise QrMissingTag(
+            "QR Ph requires the point of initiation (01: 11 static, 12 dynamic)",
+            position=0,
+            tag_path="01",
+        )
     account = qr.qrph_account
     if account is None:
         raise QrNotQrPh(

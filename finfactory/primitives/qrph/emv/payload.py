@@ -59,7 +59,13 @@ _GUID_TEMPLATES = frozenset(
     [f"{t:02d}" for t in range(26, 52)] + [f"{t:02d}" for t in range(80, 100)]
 )
 _ACCOUNT_TAGS = frozenset(f"{t:02d}" for t in range(2, 52))
-_MANDATORY = ("00", "01", "52", "53", "58", "59", "60", "63")
+# EMVCo's mandatory data objects. The point of initiation (01) is optional in EMVCo; QR Ph
+# requires it, which ``read_merchant_qr`` checks.
+_MANDATORY = ("00", "52", "53", "58", "59", "60", "63")
+# Tip or convenience indicator (55): 01 the payer enters a tip, 02 a fixed fee (in 56),
+# 03 a percentage fee (in 57).
+_FEE_TAG = {"02": "56", "03": "57"}
+_TIP_INDICATORS = ("01", "02", "03")
 _CRC_HEX = re.compile(r"[0-9A-F]{4}")
 # Our amount rule: digits, optionally one "." followed by digits. EMVCo also allows a
 # trailing "." ("98."); a leading "." (".5"), signs, separators and exponents are refused.
@@ -332,6 +338,16 @@ def _with_children(item: Located) -> DataObject:
             position=item.value_position,
             tag_path=f"{item.tag}.00",
         )
+    if item.tag == "64":
+        # The language template must say which language, and the merchant's name in it.
+        present = {c.tag for c in children}
+        for sub_tag, what in (("00", "language preference"), ("01", "merchant name")):
+            if sub_tag not in present:
+                raise QrMissingTag(
+                    f"language template has no {what} (sub-tag {sub_tag})",
+                    position=item.value_position,
+                    tag_path=f"64.{sub_tag}",
+                )
     return DataObject(item.tag, item.value, tuple(DataObject(c.tag, c.value) for c in children))
 
 
@@ -354,7 +370,7 @@ def _check_values(by_tag: dict[str, Located]) -> None:
 
     if by_tag["00"].value != "01":
         refuse("00", "payload format indicator must be 01")
-    if by_tag["01"].value not in _INITIATION_CODES:
+    if "01" in by_tag and by_tag["01"].value not in _INITIATION_CODES:
         refuse("01", "point of initiation must be 11 (static) or 12 (dynamic)")
     if not (len(by_tag["52"].value) == 4 and is_ascii_digits(by_tag["52"].value)):
         refuse("52", "merchant category code must be 4 digits")
@@ -366,6 +382,17 @@ def _check_values(by_tag: dict[str, Located]) -> None:
         refuse("58", "country code must be 2 upper-case letters (ISO 3166-1 alpha-2)")
     if "54" in by_tag:
         _check_amount(by_tag["54"], minor_exponent_of_numeric(currency))
+    if "55" in by_tag:
+        indicator = by_tag["55"].value
+        if indicator not in _TIP_INDICATORS:
+            refuse("55", "tip or convenience indicator must be 01, 02 or 03")
+        fee_tag = _FEE_TAG.get(indicator)
+        if fee_tag is not None and fee_tag not in by_tag:
+            raise QrMissingTag(
+                f"tip or convenience indicator {indicator} needs the fee in tag {fee_tag}",
+                position=by_tag["55"].tag_position,
+                tag_path=fee_tag,
+            )
 
 
 def _check_amount(item: Located, exponent: int | None) -> None:
