@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field
 
 from examples.ewallet.composition import Ewallet
-from examples.ewallet.http import TokenTable, install_problem_handlers
+from examples.ewallet.http import TokenTable, install_problem_handlers, require_own
 from finfactory.events import OutboxReader
 from finfactory.kernel.context import RequestContext
 from finfactory.kernel.errors import PermissionDenied
@@ -109,6 +109,11 @@ def create_app(app_services: Ewallet, tokens: TokenTable) -> FastAPI:
     api.state.tokens = tokens
     install_problem_handlers(api)
 
+    def own_wallet(ctx: RequestContext, wallet_id: str) -> wallet.WalletView:
+        found = svc.wallets.get_wallet(ctx, wallet_id)
+        require_own(ctx, found.customer_id, "wallets")
+        return found
+
     # -- customers and KYC ------------------------------------------------------------------
     @api.post("/v1/customers", status_code=201, tags=["identity"])
     def onboard_customer(
@@ -118,6 +123,7 @@ def create_app(app_services: Ewallet, tokens: TokenTable) -> FastAPI:
 
     @api.get("/v1/customers/{customer_id}", tags=["identity"])
     def get_customer(customer_id: str, ctx: Ctx) -> idn.CustomerView:
+        require_own(ctx, customer_id, "customer record")
         return svc.identity.get_customer(ctx, customer_id)
 
     @api.post("/v1/customers/{customer_id}/kyc", status_code=201, tags=["identity"])
@@ -131,6 +137,7 @@ def create_app(app_services: Ewallet, tokens: TokenTable) -> FastAPI:
 
     @api.get("/v1/customers/{customer_id}/kyc", tags=["identity"])
     def list_kyc(customer_id: str, ctx: Ctx) -> list[idn.KycView]:
+        require_own(ctx, customer_id, "KYC attempts")
         return svc.identity.list_kyc(ctx, customer_id)
 
     @api.post("/v1/kyc/callbacks", tags=["identity"])
@@ -148,10 +155,11 @@ def create_app(app_services: Ewallet, tokens: TokenTable) -> FastAPI:
 
     @api.get("/v1/wallets/{wallet_id}", tags=["wallets"])
     def get_wallet(wallet_id: str, ctx: Ctx) -> wallet.WalletView:
-        return svc.wallets.get_wallet(ctx, wallet_id)
+        return own_wallet(ctx, wallet_id)
 
     @api.get("/v1/customers/{customer_id}/wallets", tags=["wallets"])
     def list_wallets(customer_id: str, ctx: Ctx) -> list[wallet.WalletView]:
+        require_own(ctx, customer_id, "wallets")
         return svc.wallets.list_wallets(ctx, customer_id)
 
     @api.post("/v1/wallets/{wallet_id}/activate", tags=["wallets"])
@@ -205,12 +213,14 @@ def create_app(app_services: Ewallet, tokens: TokenTable) -> FastAPI:
     def transfer(
         body: wallet.Transfer, ctx: Ctx, key: IdempotencyKey = None
     ) -> wallet.MovementView:
+        own_wallet(ctx, body.from_wallet_id)
         return svc.wallets.transfer(ctx, body, idempotency_key=key)
 
     @api.get("/v1/wallets/{wallet_id}/history", tags=["money"])
     def history(
         wallet_id: str, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=200)] = 50
     ) -> list[wallet.MovementView]:
+        own_wallet(ctx, wallet_id)
         return svc.wallets.history(ctx, wallet_id, limit=limit)
 
     # -- QR Ph ------------------------------------------------------------------------------
@@ -252,6 +262,7 @@ def create_app(app_services: Ewallet, tokens: TokenTable) -> FastAPI:
 
     @api.post("/v1/qr/payments", status_code=201, tags=["qr"])
     def pay_qr(body: qrph.PayQr, ctx: Ctx, key: IdempotencyKey = None) -> qrph.PaymentView:
+        own_wallet(ctx, body.payer_wallet_id)
         return svc.qr.pay_qr(ctx, body, idempotency_key=key)
 
     @api.post("/v1/switch/qr-payments", status_code=201, tags=["qr"])

@@ -28,14 +28,13 @@ from finfactory.testing.kyc import FakeKycProvider
 DEFAULT_URL = "sqlite:///ewallet.db"
 
 # Roles of this product on top of the SDK's defaults: the switch and the KYC vendor may only
-# deliver their notifications; a customer may move money out of wallets and read.
+# deliver their notifications; a customer may pay and transfer from, and read, their own.
 APP_ROLES = {
     **DEFAULT_ROLES,
     "qr.switch": frozenset({"qrph.switch.receive"}),
     "kyc.webhook": frozenset({"identity.kyc.callback"}),
-    "customer": frozenset(
-        {"wallet.transfer", "wallet.pay_merchant", "wallet.read", "qrph.pay", "qrph.read"}
-    ),
+    # Self-service customers: the API also checks that the wallet is theirs.
+    "customer": frozenset({"wallet.transfer", "wallet.read", "identity.read", "qrph.pay"}),
 }
 OPERATOR_ROLES = frozenset(
     {"identity.operator", "wallet.operator", "qrph.operator", "ledger.operator", "config.admin"}

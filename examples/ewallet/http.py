@@ -6,7 +6,6 @@ actors from a table it is given, which is enough to show per-role permissions at
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -15,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from finfactory.kernel.context import Actor, RequestContext
+from finfactory.kernel.context import Actor, ActorKind, RequestContext
 from finfactory.kernel.errors import (
     AlreadyExists,
     ConcurrencyError,
@@ -109,11 +108,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
 
 
-@attrs.frozen
+CUSTOMER_ROLE = "customer"
+
+
+@attrs.define
 class TokenTable:
     """Bearer token -> (tenant, actor). Tokens are compared as given; keep them secret."""
 
-    entries: Mapping[str, tuple[str, Actor]]
+    entries: dict[str, tuple[str, Actor]] = attrs.field(factory=dict)
+
+    def issue(self, token: str, tenant_id: str, actor: Actor) -> None:
+        self.entries[token] = (tenant_id, actor)
 
     def context(self, authorization: str | None, traceparent: str | None) -> RequestContext:
         if not authorization or not authorization.startswith("Bearer "):
@@ -130,3 +135,19 @@ class TokenTable:
             except ValidationError:
                 pass  # W3C trace context: an invalid traceparent is ignored, not an error
         return RequestContext(tenant_id=tenant_id, actor=actor)
+
+
+def acting_customer(ctx: RequestContext) -> str | None:
+    """The customer id a self-service caller acts as, or None for operators and services."""
+    actor = ctx.actor
+    if actor.kind is ActorKind.USER and CUSTOMER_ROLE in actor.roles:
+        return actor.id
+    return None
+
+
+def require_own(ctx: RequestContext, customer_id: str, what: str) -> None:
+    """A customer may only see and spend what is theirs; the SDK leaves this to the product
+    (its permissions say what an actor may do, not whose wallet it is)."""
+    me = acting_customer(ctx)
+    if me is not None and me != customer_id:
+        raise PermissionDenied(f"a customer may only use their own {what}", permission="own")

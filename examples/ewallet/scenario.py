@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from examples.ewallet.api import create_app
 from examples.ewallet.composition import Ewallet, build
-from examples.ewallet.http import TokenTable
+from examples.ewallet.http import CUSTOMER_ROLE, TokenTable
 from examples.ledger_demo import fresh_engine, print_table
 from finfactory.events.relay import OutboxRelay
 from finfactory.kernel.audit_trail import AuditTrail
@@ -124,7 +124,14 @@ def float_free(amount: str) -> str:
 
 
 def onboard(
-    client: Client, given: str, family: str, born: date, document: str, tier: str, step: Any
+    client: Client,
+    tokens: TokenTable,
+    given: str,
+    family: str,
+    born: date,
+    document: str,
+    tier: str,
+    step: Any,
 ) -> str:
     customer = client.call(
         "POST",
@@ -144,6 +151,12 @@ def onboard(
         key=f"onboard:{document}",
     )
     expect(customer["pii"] == "clear", "the onboarding operator sees what it entered")
+    # The customer's own app token: a self-service actor whose id is the customer id.
+    tokens.issue(
+        f"{given.lower()}-token",
+        TENANT,
+        Actor(customer["id"], ActorKind.USER, frozenset({CUSTOMER_ROLE})),
+    )
     masked = client.call("GET", f"/v1/customers/{customer['id']}", as_="auditor-token")
     expect(
         masked["pii"] == "masked" and masked["given_name"] != given,
@@ -162,16 +175,19 @@ def run(database_url: str, *, deterministic: bool = False, qr_png: Path | None =
     ids = SequentialIds() if deterministic else None
     services = build(engine=fresh_engine(database_url, "finfactory_ewallet"), clock=clock, ids=ids)
     services.bootstrap_tenant(TENANT)
-    client = Client(in_process_client(create_app(services, token_table())))
+    tokens = token_table()
+    client = Client(in_process_client(create_app(services, tokens)))
     count = iter(range(1, 100))
 
     def step(text: str) -> None:
         print(f"{next(count):>2}. {text}")
 
     print(f"FinFactory reference e-wallet on {services.engine.url.render_as_string()}")
-    alice = onboard(client, "Alice", "Reyes", date(1990, 4, 2), "PH-NID-0001", "full", step)
-    bob = onboard(client, "Bob", "Santos", date(1995, 9, 14), "PH-NID-0002", "basic", step)
-    maria = onboard(client, "Maria", "Cruz", date(1980, 1, 23), "PH-NID-0003", "basic", step)
+    alice = onboard(client, tokens, "Alice", "Reyes", date(1990, 4, 2), "PH-NID-0001", "full", step)
+    bob = onboard(client, tokens, "Bob", "Santos", date(1995, 9, 14), "PH-NID-0002", "basic", step)
+    maria = onboard(
+        client, tokens, "Maria", "Cruz", date(1980, 1, 23), "PH-NID-0003", "basic", step
+    )
     for customer in (alice, bob, maria):
         callback = services.kyc_provider.callback(customer)
         result = client.call(
@@ -241,6 +257,7 @@ def run(database_url: str, *, deterministic: bool = False, qr_png: Path | None =
     paid = client.call(
         "POST",
         "/v1/qr/payments",
+        as_="alice-token",
         json={"payload": dynamic["payload"], "payer_wallet_id": wallets["Alice"]},
         key="pay:alice:dynamic",
     )
@@ -248,6 +265,7 @@ def run(database_url: str, *, deterministic: bool = False, qr_png: Path | None =
     again = client.call(
         "POST",
         "/v1/qr/payments",
+        as_="bob-token",
         json={"payload": dynamic["payload"], "payer_wallet_id": wallets["Bob"]},
         key="pay:bob:dynamic",
     )
@@ -256,6 +274,7 @@ def run(database_url: str, *, deterministic: bool = False, qr_png: Path | None =
     client.call(
         "POST",
         "/v1/qr/payments",
+        as_="bob-token",
         json={
             "payload": static["payload"],
             "payer_wallet_id": wallets["Bob"],
@@ -273,6 +292,7 @@ def run(database_url: str, *, deterministic: bool = False, qr_png: Path | None =
     client.call(
         "POST",
         "/v1/transfers",
+        as_="alice-token",
         json={
             "from_wallet_id": wallets["Alice"],
             "to_wallet_id": wallets["Bob"],
@@ -281,12 +301,26 @@ def run(database_url: str, *, deterministic: bool = False, qr_png: Path | None =
         },
         key="TR-ALICE-BOB-1",
     )
-    step("Alice sent Bob 1,500.00")
+    step("Alice sent Bob 1,500.00 (with her own customer token)")
 
     refusals = []
+    not_hers = client.call(
+        "POST",
+        "/v1/transfers",
+        as_="bob-token",
+        json={
+            "from_wallet_id": wallets["Alice"],
+            "to_wallet_id": wallets["Bob"],
+            "amount": php("100.00"),
+            "reference": "TR-BOB-STEALS-1",
+        },
+        expect_status=403,
+    )
+    refusals.append(["Bob spends from Alice's wallet", not_hers["code"], not_hers["detail"]])
     too_big = client.call(
         "POST",
         "/v1/transfers",
+        as_="bob-token",
         json={
             "from_wallet_id": wallets["Bob"],
             "to_wallet_id": wallets["Alice"],
@@ -311,7 +345,7 @@ def run(database_url: str, *, deterministic: bool = False, qr_png: Path | None =
         too_big["code"] == over_daily["code"] == "wallet.limit_exceeded",
         "limits refuse with wallet.limit_exceeded",
     )
-    step("Bob cashed in 3 x 5,000.00; two refusals by the basic tier's limits (nothing moved):")
+    step("Bob cashed in 3 x 5,000.00; three refusals (nothing moved):")
     print_table("Refused", ["request", "code", "detail"], refusals)
 
     report(services, client, wallets)

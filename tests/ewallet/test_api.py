@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from examples.ewallet.composition import Ewallet
+from examples.ewallet.http import CUSTOMER_ROLE
+from examples.ewallet.scenario import TENANT
+from finfactory.kernel.context import Actor, ActorKind
 from tests.ewallet.conftest import auth, php, verified_wallet
 
 if TYPE_CHECKING:
@@ -163,3 +166,48 @@ def test_personal_data_is_masked_for_callers_without_pii_permission(
     events = http.get("/v1/events", headers=auth()).json()["events"]
     assert "Carmela" not in str(events)
     assert "Dizon" not in str(events)
+
+
+def test_customers_see_and_spend_only_their_own_wallets(
+    http: TestClient, services: Ewallet
+) -> None:
+    alice = verified_wallet(http, services, "Alice")
+    bob = verified_wallet(http, services, "Bob")
+    tokens = http.app.state.tokens  # type: ignore[attr-defined]
+    for name, wallet in (("alice", alice), ("bob", bob)):
+        actor = Actor(wallet["customer_id"], ActorKind.USER, frozenset({CUSTOMER_ROLE}))
+        tokens.issue(f"{name}-token", TENANT, actor)
+    http.post(
+        f"/v1/wallets/{alice['id']}/cash-in",
+        json={"amount": php("50.00"), "reference": "CI-A"},
+        headers=auth(),
+    )
+
+    def transfer(token: str, source: str, target: str, ref: str) -> Any:
+        return http.post(
+            "/v1/transfers",
+            json={
+                "from_wallet_id": source,
+                "to_wallet_id": target,
+                "amount": php("5.00"),
+                "reference": ref,
+            },
+            headers=auth(token),
+        )
+
+    assert transfer("alice-token", alice["id"], bob["id"], "T-A").status_code == 201
+    stolen = transfer("bob-token", alice["id"], bob["id"], "T-B")
+    assert stolen.status_code == 403
+    assert stolen.json()["code"] == "permission_denied"
+    assert http.get(f"/v1/wallets/{alice['id']}", headers=auth("bob-token")).status_code == 403
+    own = http.get(f"/v1/wallets/{bob['id']}", headers=auth("bob-token"))
+    assert own.json()["posted"] == php("5.00")
+    # Customers cannot move money in or out through the EMI's settlement accounts.
+    cash_in = http.post(
+        f"/v1/wallets/{bob['id']}/cash-in",
+        json={"amount": php("1.00"), "reference": "CI-SELF"},
+        headers=auth("bob-token"),
+    )
+    assert cash_in.status_code == 403
+    after = http.get(f"/v1/wallets/{alice['id']}", headers=auth()).json()
+    assert after["posted"] == php("45.00")
