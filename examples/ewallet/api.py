@@ -218,10 +218,15 @@ def create_app(app_services: Ewallet, tokens: TokenTable) -> FastAPI:
 
     @api.get("/v1/wallets/{wallet_id}/history", tags=["money"])
     def history(
-        wallet_id: str, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=200)] = 50
+        wallet_id: str,
+        ctx: Ctx,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        after: Annotated[
+            str | None, Query(max_length=64, description="id of the last movement already seen")
+        ] = None,
     ) -> list[wallet.MovementView]:
         own_wallet(ctx, wallet_id)
-        return svc.wallets.history(ctx, wallet_id, limit=limit)
+        return svc.wallets.history(ctx, wallet_id, limit=limit, after=after)
 
     # -- QR Ph ------------------------------------------------------------------------------
     @api.post("/v1/wallets/{wallet_id}/qr/static", status_code=201, tags=["qr"])

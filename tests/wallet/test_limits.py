@@ -17,6 +17,7 @@ from finfactory.primitives.wallet import (
     LimitExceeded,
     Limits,
     LimitsView,
+    PayMerchant,
     Transfer,
     UpdateLimits,
     WalletKind,
@@ -57,6 +58,15 @@ def transfer(env: WalletEnv, source: str, target: str, amount: str) -> None:
         env.ctx,
         Transfer(
             from_wallet_id=source, to_wallet_id=target, amount=php(amount), reference=env.ref()
+        ),
+    )
+
+
+def pay_merchant(env: WalletEnv, payer: str, shop: str, amount: str) -> None:
+    env.wallets.pay_merchant(
+        env.ctx,
+        PayMerchant(
+            from_wallet_id=payer, merchant_wallet_id=shop, amount=php(amount), reference=env.ref()
         ),
     )
 
@@ -122,7 +132,8 @@ def test_daily_and_monthly_incoming(env: WalletEnv, pair: tuple[str, str]) -> No
     )
     # A transfer to a customer counts as their incoming too.
     cash_in(env, bob, "10.00")
-    refused(env, lambda: transfer(env, bob, alice, "1.00"), limit="monthly_in", side="receiver")
+    refused(env, lambda: transfer(env, bob, alice, "1.00"), side="receiver")
+    assert env.audit()[-1].summary["limit_refusal"]["limit"] == "monthly_in"
 
 
 def test_daily_and_monthly_outgoing(env: WalletEnv, pair: tuple[str, str]) -> None:
@@ -132,14 +143,7 @@ def test_daily_and_monthly_outgoing(env: WalletEnv, pair: tuple[str, str]) -> No
     cash_in(env, alice, "500.00")
     cash_out(env, alice, "50.00")
     transfer(env, alice, bob, "30.00")
-    from finfactory.primitives.wallet import PayMerchant
-
-    env.wallets.pay_merchant(
-        env.ctx,
-        PayMerchant(
-            from_wallet_id=alice, merchant_wallet_id=shop, amount=php("20.00"), reference="o-1"
-        ),
-    )
+    pay_merchant(env, alice, shop, "20.00")
     refused(
         env,
         lambda: cash_out(env, alice, "0.01"),
@@ -171,7 +175,61 @@ def test_balance_cap(env: WalletEnv, pair: tuple[str, str]) -> None:
     cash_out(env, alice, "10.00")
     cash_in(env, alice, "10.00")
     cash_in(env, bob, "1.00")
-    refused(env, lambda: transfer(env, bob, alice, "1.00"), limit="balance_cap", side="receiver")
+    refused(env, lambda: transfer(env, bob, alice, "1.00"), side="receiver")
+    assert env.audit()[-1].summary["limit_refusal"]["limit"] == "balance_cap"
+
+
+def test_the_payer_is_not_told_the_receivers_limits_usage_or_balance(
+    env: WalletEnv, pair: tuple[str, str]
+) -> None:
+    alice, bob = pair
+    shop = env.open("m-shop", kind=WalletKind.MERCHANT).id
+    env.configure(
+        limits={
+            "basic": {"PHP": Limits(balance_cap=php("100.00"))},
+            "merchant": {"PHP": Limits(daily_in=php("50.00"))},
+        }
+    )
+    env.tiers.tiers["m-shop"] = "merchant"
+    cash_in(env, alice, "80.00")
+    cash_in(env, bob, "100.00")
+    # bob -> alice would put alice over her cap: bob learns no more than that.
+    err = refused(env, lambda: transfer(env, bob, alice, "20.01"))
+    assert err.details == {
+        "side": "receiver",
+        "attempted": money_json("20.01"),
+        "field": "to_wallet_id",
+    }
+    assert (err.limit, err.limit_amount, err.used) == (None, None, None)
+    assert "80.00" not in err.message
+    assert "100.00" not in err.message
+    # Operators find the whole story in the audit record of the refusal.
+    record = env.audit()[-1]
+    assert (record.action, record.outcome) == ("wallet.transfer", Outcome.REJECTED)
+    assert record.summary["limit_refusal"] == {
+        "limit": "balance_cap",
+        "side": "receiver",
+        "limit_amount": money_json("100.00"),
+        "used": money_json("80.00"),
+        "attempted": money_json("20.01"),
+    }
+    # The same for a merchant payment.
+    err = refused(
+        env,
+        lambda: pay_merchant(env, bob, shop, "50.01"),
+        side="receiver",
+        field="merchant_wallet_id",
+    )
+    assert err.limit is None
+    assert env.audit()[-1].summary["limit_refusal"]["limit"] == "daily_in"
+    # A cash-in is the customer's own money coming in: the details are theirs to see.
+    refused(
+        env,
+        lambda: cash_in(env, alice, "20.01"),
+        limit="balance_cap",
+        side="receiver",
+        used=money_json("80.00"),
+    )
 
 
 def test_limits_aggregate_over_all_wallets_of_a_customer(env: WalletEnv) -> None:
@@ -338,3 +396,28 @@ def test_settings_are_validated(env: WalletEnv) -> None:
         env.configure(limits={"basic": {"PHP": Limits(daily_out=Money("1.00", "USD"))}})
     with pytest.raises(ValidationError):
         env.configure(timezone="Mars/Olympus")
+
+
+def test_a_refund_is_a_transfer_back_checked_like_any_incoming_money(
+    env: WalletEnv, pair: tuple[str, str]
+) -> None:
+    alice, _ = pair
+    shop = env.open("m-shop", kind=WalletKind.MERCHANT, tier="merchant").id
+    env.configure(
+        limits={
+            "basic": {"PHP": Limits(daily_out=php("100.00"), balance_cap=php("100.00"))},
+            "merchant": {"PHP": Limits()},
+        }
+    )
+    cash_in(env, alice, "100.00")
+    pay_merchant(env, alice, shop, "60.00")
+    transfer(env, shop, alice, "60.00")  # the shop refunds the order
+    view = env.wallets.get_limits(env.ctx, "c-alice", "PHP")
+    assert view.balance == php("100.00")
+    # The refund does not give back the outgoing headroom the payment used...
+    assert view.usage.daily_out == php("60.00")
+    refused(env, lambda: pay_merchant(env, alice, shop, "40.01"), limit="daily_out")
+    # ...and it is incoming money like any other: it cannot pass the customer's cap.
+    cash_in(env, shop, "1.00")
+    refused(env, lambda: transfer(env, shop, alice, "0.01"), side="receiver")
+    assert env.audit()[-1].summary["limit_refusal"]["limit"] == "balance_cap"

@@ -337,3 +337,47 @@ def test_runs_inside_the_callers_transaction(env: WalletEnv) -> None:
         moved = env.wallets.cash_in(env.ctx, cash_in(env, alice.id, "5.00", "r-1"), uow=tx)
         assert env.wallets.get_wallet(env.ctx, alice.id, uow=tx).posted == php("5.00")
     assert env.wallets.history(env.ctx, alice.id) == [moved]
+
+
+def test_history_pages_with_a_cursor(env: WalletEnv) -> None:
+    alice, bob, carol = env.open("c-alice"), env.open("c-bob"), env.open("c-carol")
+    env.fund(bob.id, "100.00")
+    expected: list[str] = []
+    for n in range(7):  # alice's history mixes money in and out, and others' movements
+        env.fund(alice.id, "1.00")
+        expected.append(f"ref-{2 + 2 * n}")  # env.fund numbers its references
+        env.fund(carol.id, "1.00")
+        source, target = (alice, bob) if n % 2 else (bob, alice)
+        env.wallets.transfer(
+            env.ctx,
+            Transfer(
+                from_wallet_id=source.id,
+                to_wallet_id=target.id,
+                amount=php("0.50"),
+                reference=f"p2p-{n}",
+            ),
+        )
+        expected.append(f"p2p-{n}")
+    expected.reverse()
+    everything = [m.reference for m in env.wallets.history(env.ctx, alice.id)]
+    assert everything == expected
+
+    pages: list[list[str]] = []
+    after: str | None = None
+    for _ in range(len(expected)):  # bounded: a cursor that does not advance must not hang
+        page = env.wallets.history(env.ctx, alice.id, limit=4, after=after)
+        if not page:
+            break
+        pages.append([m.reference for m in page])
+        if len(pages) == 1:  # a movement arriving meanwhile goes on top, not into the pages
+            env.fund(alice.id, "1.00")
+        after = page[-1].id
+    assert [len(p) for p in pages] == [4, 4, 4, 2]
+    assert [r for p in pages for r in p] == expected
+
+    with pytest.raises(ValidationError) as bad:
+        env.wallets.history(env.ctx, alice.id, after="no-such-movement")
+    assert bad.value.field == "after"
+    carols = env.wallets.history(env.ctx, carol.id, limit=1)[0].id
+    with pytest.raises(ValidationError):  # a cursor from another wallet's history
+        env.wallets.history(env.ctx, alice.id, after=carols)

@@ -15,6 +15,7 @@ from finfactory.adapters.sqlalchemy.storage import SqlStorage
 from finfactory.kernel.money import from_minor, money_from_json, to_minor
 from finfactory.primitives.wallet import (
     CashIn,
+    CashOut,
     InsufficientFunds,
     LimitExceeded,
     Limits,
@@ -227,3 +228,67 @@ def test_crossing_transfers_and_cash_ins_keep_caps_and_do_not_deadlock(
         assert running[owner[target]] <= cap
         assert min(running.values()) >= 0
     assert running == {c: sum(expected[w] for w in ws) for c, ws in wallets.items()}
+
+
+def test_cash_ins_to_several_wallets_of_one_customer_never_pass_the_cap_together(
+    pg_env: WalletEnv, pg_clean: sa.Engine
+) -> None:
+    """The cap counts the customer's balance over all their wallets. Threads pay into, and
+    out of, four wallets of one customer at once, keeping the total near the cap: each must
+    see the balance the others left, not the one before it waited for them."""
+    env = pg_env
+    cap = 1_000_00
+    env.configure(limits={"basic": {"PHP": Limits(balance_cap=from_minor(cap, "PHP"))}})
+    mine = [env.open("c-capped").id for _ in range(4)]
+
+    def worker(n: int) -> Callable[[], list[object]]:
+        rng = random.Random(1000 + n)
+
+        def run() -> list[object]:
+            out: list[object] = []
+            for i in range(OPS_PER_THREAD):
+                wallet, amount = rng.choice(mine), from_minor(rng.randint(20_00, 200_00), "PHP")
+                try:
+                    if rng.random() < 0.75:
+                        paid_in = CashIn(
+                            wallet_id=wallet,
+                            amount=amount,
+                            source_account_id=env.settlement,
+                            reference=f"in{n}-{i}",
+                        )
+                        out.append(env.wallets.cash_in(env.ctx, paid_in))
+                    else:
+                        paid_out = CashOut(
+                            wallet_id=wallet,
+                            amount=amount,
+                            destination_account_id=env.settlement,
+                            reference=f"out{n}-{i}",
+                        )
+                        out.append(env.wallets.cash_out(env.ctx, paid_out))
+                except (LimitExceeded, InsufficientFunds) as err:
+                    out.append(err)
+            return out
+
+        return run
+
+    results = run_threads([worker(n) for n in range(THREADS)])
+    assert all(isinstance(r, MovementView | LimitExceeded | InsufficientFunds) for r in results)
+    refusals = [r for r in results if isinstance(r, LimitExceeded)]
+    assert refusals, "the cap must have been reached"
+    assert {r.limit for r in refusals} == {"balance_cap"}
+    # The usage row orders the customer's movements: replayed in the order they were
+    # recorded, the customer's total never passed the cap.
+    with pg_clean.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT from_wallet_id, amount FROM wallet_movements"
+                " WHERE tenant_id = :t ORDER BY position"
+            ),
+            {"t": env.tenant},
+        ).all()
+    total = 0
+    for source, amount in rows:
+        total += -amount if source is not None else amount
+        assert 0 <= total <= cap
+    assert total == sum(minor(env.posted(w)) for w in mine)
+    assert minor(env.wallets.get_limits(env.ctx, "c-capped", "PHP").balance) == total

@@ -185,11 +185,19 @@ def run(env: WalletEnv, ids: dict[str, str], op: tuple[str, Any, int], n: int) -
                     reference=f"op-{n}",
                 ),
             )
-    except LimitExceeded as err:
-        return f"{err.code}:{err.limit}"
     except DomainError as err:
-        return err.code
-    return None
+        refusal = err
+    else:
+        return None
+    if not isinstance(refusal, LimitExceeded):
+        return refusal.code
+    # The receiver's limits are withheld from a payer who is another customer; the audit
+    # record of the refusal names the limit.
+    third_party = kind == "transfer" and WALLETS[target[0]][0] != WALLETS[target[1]][0]
+    assert (refusal.limit is None) == (third_party and refusal.side == "receiver")
+    named = env.audit()[-1].summary["limit_refusal"]["limit"]
+    assert refusal.limit in (None, named)
+    return f"{refusal.code}:{named}"
 
 
 def check_invariants(env: WalletEnv, ids: dict[str, str], model: Model) -> None:

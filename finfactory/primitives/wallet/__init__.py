@@ -44,8 +44,8 @@ from finfactory.primitives.wallet.model import (
     WalletKind,
     WalletStatus,
 )
-from finfactory.primitives.wallet.ports import CustomerTiers, WalletStore
-from finfactory.primitives.wallet.service import SERVICE_ACTOR, StoreFactory, WalletService
+from finfactory.primitives.wallet.ports import CustomerTiers, StoreFactory, WalletStore
+from finfactory.primitives.wallet.service import SERVICE_ACTOR, WalletService
 from finfactory.primitives.wallet.settings import ANY_TIER, WalletSettings
 
 __all__ = [

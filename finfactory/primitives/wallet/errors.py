@@ -38,23 +38,37 @@ class TierNotAllowed(DomainError):
 
 
 class LimitExceeded(DomainError):
-    """A movement would break a limit. ``details`` say which limit (``limit``), whose
-    (``side``: ``sender`` or ``receiver``), the limit (``limit_amount``), what was already
-    used (``used``) and what was attempted (``attempted``), amounts as money JSON."""
+    """A movement would break a limit.
+
+    ``details``: ``side`` (``sender`` or ``receiver``: whose limit), ``attempted`` (the
+    movement's amount) and, when the limit is the caller's customer's own to know, ``limit``
+    (its kind), ``limit_amount`` and ``used`` (amounts as money JSON). When the receiver of
+    a transfer or merchant payment is another customer, their limit, usage and balance are
+    not the payer's business: the error then says only ``side="receiver"`` (and ``field``),
+    and ``limit``/``limit_amount``/``used`` are None here; the audit record of the refusal
+    keeps the full story for operators.
+    """
 
     code = "wallet.limit_exceeded"
 
     @property
-    def limit(self) -> str:
-        return str(self.details["limit"])
+    def side(self) -> str:
+        return str(self.details["side"])
 
     @property
-    def limit_amount(self) -> dict[str, Any]:
-        return dict(self.details["limit_amount"])
+    def limit(self) -> str | None:
+        found = self.details.get("limit")
+        return None if found is None else str(found)
 
     @property
-    def used(self) -> dict[str, Any]:
-        return dict(self.details["used"])
+    def limit_amount(self) -> dict[str, Any] | None:
+        found = self.details.get("limit_amount")
+        return None if found is None else dict(found)
+
+    @property
+    def used(self) -> dict[str, Any] | None:
+        found = self.details.get("used")
+        return None if found is None else dict(found)
 
     @property
     def attempted(self) -> dict[str, Any]:

@@ -100,3 +100,15 @@ def check_party(party: Party, amount: int) -> None:
         limit = limits.get(kind)
         if limit is not None and used + attempted > limit:
             _refuse(party, kind, limit, used, attempted)
+
+
+def withheld(refusal: LimitExceeded, field: str) -> LimitExceeded:
+    """``refusal`` as the payer may see it when the receiver is another customer: which of
+    the receiver's limits, and how much of it they used (or their balance, for the cap), is
+    the receiver's own business; a payer could otherwise read it by probing."""
+    return LimitExceeded(
+        "the receiving wallet cannot accept this amount",
+        side=refusal.details["side"],
+        attempted=refusal.details["attempted"],
+        field=field,
+    )

@@ -112,10 +112,22 @@ class MemoryWalletStore:
         self._uow.put(REFERENCES, key, position)
         self._uow.put(MOVEMENTS, position, movement)
 
-    def movements(self, tenant_id: str, wallet_id: str, limit: int) -> list[Movement]:
+    def movement_position(self, tenant_id: str, wallet_id: str, movement_id: str) -> int | None:
+        table = self._uow.db.table(MOVEMENTS)
+        for position, m in table.items():
+            if m.id == movement_id:
+                mine = m.tenant_id == tenant_id and wallet_id in (m.from_wallet_id, m.to_wallet_id)
+                return int(position) if mine else None
+        return None
+
+    def movements(
+        self, tenant_id: str, wallet_id: str, limit: int, before: int | None = None
+    ) -> list[Movement]:
         table = self._uow.db.table(MOVEMENTS)
         out: list[Movement] = []
         for position in sorted(table, reverse=True):
+            if before is not None and position >= before:
+                continue
             m: Movement = table[position]
             if m.tenant_id == tenant_id and wallet_id in (m.from_wallet_id, m.to_wallet_id):
                 out.append(m)

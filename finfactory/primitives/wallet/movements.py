@@ -34,13 +34,20 @@ from finfactory.primitives.wallet.errors import (
     InsufficientFunds,
     InvalidSettlementAccount,
     KycRequired,
+    LimitExceeded,
     NotAMerchantWallet,
     TierNotAllowed,
     WalletCurrencyMismatch,
     WalletNotActive,
     WalletNotFound,
 )
-from finfactory.primitives.wallet.limits import Party, check_party, limit_set, period_keys
+from finfactory.primitives.wallet.limits import (
+    Party,
+    check_party,
+    limit_set,
+    period_keys,
+    withheld,
+)
 from finfactory.primitives.wallet.model import (
     LimitOverride,
     LimitSet,
@@ -282,7 +289,14 @@ class MovementEngine:
             party = Party(
                 side, plan.currency, limits[customer], usage[customer], balance, incoming, outgoing
             )
-            check_party(party, plan.amount)
+            try:
+                check_party(party, plan.amount)
+            except LimitExceeded as refusal:
+                # The audit record of the refusal tells operators the whole story.
+                scope.summary["limit_refusal"] = dict(refusal.details)
+                if wallet is payee and payer is not None and not internal:
+                    raise withheld(refusal, plan.credit_field) from None
+                raise
         return [
             usage[c].plus(incoming, outgoing)
             for c, (incoming, outgoing) in sorted(flows.items())

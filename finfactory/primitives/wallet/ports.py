@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from finfactory.kernel.context import RequestContext
@@ -68,6 +68,17 @@ class WalletStore(Protocol):
 
     def add_movement(self, movement: Movement) -> None: ...
 
-    def movements(self, tenant_id: str, wallet_id: str, limit: int) -> list[Movement]:
-        """The wallet's movements in or out, newest first."""
+    def movement_position(self, tenant_id: str, wallet_id: str, movement_id: str) -> int | None:
+        """Where the wallet's movement ``movement_id`` stands in the order movements were
+        recorded; None if it is not one of the wallet's movements."""
         ...
+
+    def movements(
+        self, tenant_id: str, wallet_id: str, limit: int, before: int | None = None
+    ) -> list[Movement]:
+        """The wallet's movements in or out, newest first; only those recorded before
+        position ``before`` if given."""
+        ...
+
+
+StoreFactory = Callable[[UnitOfWork], WalletStore]

@@ -16,7 +16,7 @@ import attrs
 from pydantic import BaseModel
 
 from finfactory.kernel.authz import AuthorizationPolicy
-from finfactory.kernel.clock import Clock, IdGenerator, utc_now
+from finfactory.kernel.clock import Clock, IdGenerator
 from finfactory.kernel.commands import CommandRunner, CommandScope, CommandSpec
 from finfactory.kernel.config import load_settings
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
@@ -43,21 +43,19 @@ from finfactory.primitives.wallet.limits import limit_set, limits_json, period_k
 from finfactory.primitives.wallet.model import (
     LimitOverride,
     LimitSet,
-    Usage,
     Wallet,
     WalletStatus,
 )
 from finfactory.primitives.wallet.movements import MovementEngine, plan_for
-from finfactory.primitives.wallet.ports import CustomerTiers, WalletStore
+from finfactory.primitives.wallet.ports import CustomerTiers, StoreFactory, WalletStore
+from finfactory.primitives.wallet.queries import WalletQueries
 from finfactory.primitives.wallet.settings import WalletSettings
 from finfactory.primitives.wallet.stores import default_store_factory
 from finfactory.primitives.wallet.views import (
-    movement_view,
     wallet_view,
 )
 
 R = TypeVar("R", bound=BaseModel)
-StoreFactory = Callable[[UnitOfWork], WalletStore]
 SERVICE_ACTOR = Actor("finfactory.wallet", ActorKind.SERVICE, frozenset({"wallet.service"}))
 
 
@@ -79,7 +77,7 @@ PAY_MERCHANT = _spec("pay_merchant", "pay_merchant", "wallet_movement", cmd.Move
 
 
 @attrs.define
-class WalletService:
+class WalletService(WalletQueries):
     storage: Storage
     policy: AuthorizationPolicy
     clock: Clock
@@ -98,13 +96,6 @@ class WalletService:
         self._engine = MovementEngine(
             self.ledger, self.customers, self.store_factory, self.service_actor
         )
-
-    def _service(self, ctx: RequestContext) -> RequestContext:
-        return ctx.delegate(self.service_actor)
-
-    def _view(self, ctx: RequestContext, uow: UnitOfWork, wallet: Wallet) -> cmd.WalletView:
-        account = self.ledger.get_account(self._service(ctx), wallet.ledger_account_id, uow=uow)
-        return wallet_view(wallet, account.posted, account.available)
 
     def _lock(self, store: WalletStore, ctx: RequestContext, wallet_id: str) -> Wallet:
         found = store.lock_wallets(ctx.tenant_id, [wallet_id]).get(wallet_id)
@@ -405,28 +396,6 @@ class WalletService:
             uow=uow,
         )
 
-    def get_limits(
-        self,
-        ctx: RequestContext,
-        customer_id: str,
-        currency: str,
-        *,
-        uow: UnitOfWork | None = None,
-    ) -> cmd.LimitsView:
-        """The customer's tier, tier limits, overrides, effective limits and usage."""
-        check_currency(currency)
-        with self._reads.view(ctx, uow) as tx:
-            store = self.store_factory(tx)
-            settings = load_settings(tx, ctx.tenant_id, WalletSettings)
-            day, month = period_keys(utc_now(self.clock), settings.timezone)
-            usage = store.get_usage(ctx.tenant_id, customer_id, currency) or Usage(
-                ctx.tenant_id, customer_id, currency, day, 0, 0, month, 0, 0
-            )
-            override = store.get_override(ctx.tenant_id, customer_id, currency)
-            return self._engine.limits_view(
-                self._service(ctx), tx, settings, usage.rolled(day, month), override
-            )
-
     # -- movements ------------------------------------------------------------------------
     def cash_in(
         self,
@@ -489,38 +458,3 @@ class WalletService:
             idempotency_key=idempotency_key,
             uow=uow,
         )
-
-    # -- queries --------------------------------------------------------------------------
-    def get_wallet(
-        self, ctx: RequestContext, wallet_id: str, *, uow: UnitOfWork | None = None
-    ) -> cmd.WalletView:
-        """The wallet with its posted and available balance."""
-        with self._reads.view(ctx, uow) as tx:
-            wallet = self.store_factory(tx).get_wallet(ctx.tenant_id, wallet_id)
-            if wallet is None:
-                raise WalletNotFound(f"wallet {wallet_id} not found", field="wallet_id")
-            return self._view(ctx, tx, wallet)
-
-    def list_wallets(
-        self, ctx: RequestContext, customer_id: str, *, uow: UnitOfWork | None = None
-    ) -> list[cmd.WalletView]:
-        """The customer's wallets, oldest first (closed ones included)."""
-        with self._reads.view(ctx, uow) as tx:
-            wallets = self.store_factory(tx).customer_wallets(ctx.tenant_id, customer_id)
-            return [self._view(ctx, tx, w) for w in wallets]
-
-    def history(
-        self,
-        ctx: RequestContext,
-        wallet_id: str,
-        *,
-        limit: int = 50,
-        uow: UnitOfWork | None = None,
-    ) -> list[cmd.MovementView]:
-        """The wallet's movements in and out, newest first (at most ``limit``, ≤ 1000)."""
-        with self._reads.view(ctx, uow) as tx:
-            store = self.store_factory(tx)
-            if store.get_wallet(ctx.tenant_id, wallet_id) is None:
-                raise WalletNotFound(f"wallet {wallet_id} not found", field="wallet_id")
-            found = store.movements(ctx.tenant_id, wallet_id, max(1, min(limit, 1000)))
-        return [movement_view(m) for m in found]

@@ -70,6 +70,27 @@ _SAVE_OVERRIDE = (
 _INSERT_MOVEMENT = _insert("wallet_movements", _MOVEMENT_COLUMNS)
 
 
+def _history_sql(paged: bool) -> str:
+    # One newest-first walk of each side's index, merged: an OR of the two columns can make
+    # the planner walk the whole table backwards for a quiet wallet. A movement never has
+    # the same wallet on both sides, so none is listed twice.
+    older = " AND position < :p" if paged else ""
+
+    def side(column: str, alias: str) -> str:
+        return (
+            f"SELECT * FROM (SELECT position, {_MOVEMENT_COLUMNS} FROM wallet_movements"
+            f" WHERE {column} = :w AND tenant_id = :t{older}"
+            f" ORDER BY position DESC LIMIT :n) AS {alias}"
+        )
+
+    merged = f"{side('from_wallet_id', 'sent')} UNION ALL {side('to_wallet_id', 'received')}"
+    return f"SELECT {_MOVEMENT_COLUMNS} FROM ({merged}) AS moved ORDER BY position DESC LIMIT :n"
+
+
+_HISTORY = _history_sql(paged=False)
+_HISTORY_PAGE = _history_sql(paged=True)
+
+
 class SqlWalletStore:
     def __init__(self, driver: DriverSession) -> None:
         self._drv = driver
@@ -118,14 +139,16 @@ class SqlWalletStore:
         return _wallet(rows[0]) if rows else None
 
     def lock_wallets(self, tenant_id: str, wallet_ids: Collection[str]) -> dict[str, Wallet]:
-        # One row at a time in ascending id order: the same order in every transaction.
+        # One row at a time in ascending id order: the same order in every transaction. The
+        # tenant is in the WHERE clause so that no tenant can lock another's wallet.
         out: dict[str, Wallet] = {}
         for wallet_id in sorted(set(wallet_ids)):
             rows = self._drv.query(
-                f"SELECT {_WALLET_COLUMNS} FROM wallet_wallets WHERE id = :id{self._for_update}",
-                {"id": wallet_id},
+                f"SELECT {_WALLET_COLUMNS} FROM wallet_wallets"
+                f" WHERE id = :id AND tenant_id = :t{self._for_update}",
+                {"id": wallet_id, "t": tenant_id},
             )
-            if rows and rows[0][1] == tenant_id:
+            if rows:
                 out[wallet_id] = _wallet(rows[0])
         return out
 
@@ -271,12 +294,21 @@ class SqlWalletStore:
             ],
         )
 
-    def movements(self, tenant_id: str, wallet_id: str, limit: int) -> list[Movement]:
+    def movement_position(self, tenant_id: str, wallet_id: str, movement_id: str) -> int | None:
         rows = self._drv.query(
-            f"SELECT {_MOVEMENT_COLUMNS} FROM wallet_movements WHERE tenant_id = :t"
-            " AND (from_wallet_id = :w OR to_wallet_id = :w) ORDER BY position DESC LIMIT :n",
-            {"t": tenant_id, "w": wallet_id, "n": limit},
+            "SELECT position FROM wallet_movements WHERE id = :id AND tenant_id = :t"
+            " AND (from_wallet_id = :w OR to_wallet_id = :w)",
+            {"id": movement_id, "t": tenant_id, "w": wallet_id},
         )
+        return int(rows[0][0]) if rows else None
+
+    def movements(
+        self, tenant_id: str, wallet_id: str, limit: int, before: int | None = None
+    ) -> list[Movement]:
+        params: dict[str, Any] = {"t": tenant_id, "w": wallet_id, "n": limit}
+        if before is not None:
+            params["p"] = before
+        rows = self._drv.query(_HISTORY if before is None else _HISTORY_PAGE, params)
         return [
             Movement(
                 id=r[0],
