@@ -69,11 +69,14 @@ class FakeSession:
 
 
 class FakeKycProvider:
-    """Implements the ``KycProvider`` port deterministically (references ``fake-kyc-1``...)."""
+    """Implements the ``KycProvider`` port deterministically (references ``fake-kyc-1``...),
+    including the optional ``cancel_session``."""
 
     def __init__(self, default: FakeVerdict | None = None, *, prefix: str = "fake-kyc") -> None:
         self.default = default or FakeVerdict.approve()
         self.sessions: list[FakeSession] = []
+        self.cancelled: list[str] = []
+        """References of sessions cancelled through ``cancel_session``, in order."""
         self._prefix = prefix
         self._scripts: dict[tuple[str, str], list[FakeVerdict]] = {}
         self._failures = 0
@@ -117,6 +120,11 @@ class FakeKycProvider:
             reference = f"{self._prefix}-{len(self.sessions) + 1}"
             self.sessions.append(FakeSession(reference, request, verdict))
         return ProviderSession(reference=reference)
+
+    def cancel_session(self, reference: str) -> None:
+        """Implements the optional ``cancel_session`` of the port (``CancellableKycProvider``)."""
+        with self._lock:
+            self.cancelled.append(reference)
 
     def _next_verdict(self, request: ProviderSessionRequest) -> FakeVerdict:
         applicant = request.applicant

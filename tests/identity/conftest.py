@@ -10,7 +10,6 @@ import pytest
 import sqlalchemy as sa
 
 from finfactory.adapters.memory import MemoryStorage
-from finfactory.adapters.sqlalchemy.migrate import all_metadata
 from finfactory.adapters.sqlalchemy.storage import SqlStorage
 from finfactory.events.envelope import EventEnvelope
 from finfactory.kernel.audit import AuditRecord
@@ -136,10 +135,12 @@ def raw_rows(storage: Storage) -> list[str]:
     assert isinstance(storage, SqlStorage)
     out = []
     with storage.engine.connect() as conn:
-        for metadata in all_metadata():
-            for table in metadata.sorted_tables:
-                for row in conn.execute(sa.select(table)):
-                    out.append(f"{table.name}: {tuple(row)!r}")
+        # Every table the database has, whoever declared it.
+        database = sa.MetaData()
+        database.reflect(conn)
+        for table in database.sorted_tables:
+            for row in conn.execute(sa.select(table)):
+                out.append(f"{table.name}: {tuple(row)!r}")
     return out
 
 

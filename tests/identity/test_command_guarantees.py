@@ -25,6 +25,7 @@ from finfactory.primitives.identity import (
     RotateKeys,
     StartKyc,
     UnknownProviderReference,
+    UpdateContact,
 )
 from finfactory.testing import ManualClock
 from finfactory.testing.kyc import FakeKycProvider
@@ -88,6 +89,15 @@ def test_nested_and_other_commands_use_the_identity_code() -> None:
             build()
 
 
+def test_a_malformed_lookup_names_the_field_that_is_wrong(identity: IdentityService) -> None:
+    with pytest.raises(InvalidIdentityInput) as phone:
+        identity.find_customers_by_contact(ctx(), email=PII["email"], phone="12ab")
+    assert phone.value.field == "phone"
+    with pytest.raises(InvalidIdentityInput) as email:
+        identity.find_customers_by_contact(ctx(), email="nope", phone=PII["phone"])
+    assert email.value.field == "email"
+
+
 def test_birth_date_in_the_future_writes_nothing(
     identity: IdentityService, storage: Storage, clock: ManualClock
 ) -> None:
@@ -133,6 +143,9 @@ COMMANDS = {
         ctx(roles=NOBODY), FlagRisk(customer_id=cid, reason="other")
     ),
     "rotate_keys": lambda svc, cid: svc.rotate_keys(ctx(roles=NOBODY)),
+    "update_contact": lambda svc, cid: svc.update_contact(
+        ctx(roles=NOBODY), UpdateContact(customer_id=cid, email="new@example.com")
+    ),
     "get_customer": lambda svc, cid: svc.get_customer(ctx(roles=NOBODY), cid),
     "verified_tier": lambda svc, cid: svc.verified_tier(ctx(roles=NOBODY), cid),
 }
@@ -143,6 +156,7 @@ PERMISSIONS = {
     "expire_due": "identity.kyc.expire",
     "flag_risk": "identity.risk.flag",
     "rotate_keys": "identity.pii.rotate",
+    "update_contact": "identity.customer.update",
     "get_customer": "identity.read",
     "verified_tier": "identity.read",
 }

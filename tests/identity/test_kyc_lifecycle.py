@@ -327,3 +327,63 @@ def test_provider_outage_writes_nothing(
         ctx(), StartKyc(customer_id=customer.id, tier="basic"), idempotency_key="k1"
     )
     assert kyc.status is KycStatus.STARTED
+
+
+def test_a_review_that_never_ends_expires_at_the_review_deadline(
+    identity: IdentityService, provider: FakeKycProvider, clock: ManualClock, storage: Storage
+) -> None:
+    customer = new_customer(identity)
+    kyc = start(identity, customer.id)
+    clock.advance(timedelta(hours=1))
+    review = identity.handle_provider_callback(
+        ctx(), provider.callback(customer.id, verdict=FakeVerdict.review())
+    )
+    # The deadline moves to the review timeout (basic: 14 days from the review's start).
+    deadline = START + timedelta(hours=1) + timedelta(days=14)
+    assert review.kyc.session_expires_at == deadline
+    # A second review notice does not push the deadline further.
+    clock.advance(timedelta(days=3))
+    again = identity.handle_provider_callback(
+        ctx(), provider.callback(customer.id, verdict=FakeVerdict.review(), callback_id="r2")
+    )
+    assert again.kyc.session_expires_at == deadline
+    clock.set(deadline - timedelta(seconds=1))
+    assert identity.expire_due(ctx()).kyc_ids == []
+    with pytest.raises(KycInProgress):
+        start(identity, customer.id)
+    clock.set(deadline)
+    expired = identity.expire_due(ctx())
+    assert (expired.kyc_ids, expired.sessions) == ([kyc], 1)
+    view = identity.get_kyc(ctx(), kyc)
+    assert (view.status, view.expiry) == (KycStatus.EXPIRED, "session")
+    assert view.reason_codes == [KycReason.REVIEW_TIMEOUT]
+    assert events(storage)[-1].payload["reason_codes"] == ["review_timeout"]
+    # The customer is no longer stuck: a new attempt may start.
+    assert identity.get_kyc(ctx(), start(identity, customer.id)).attempt == 2
+
+
+def test_an_upgrade_expires_the_verification_it_supersedes(
+    identity: IdentityService, provider: FakeKycProvider, clock: ManualClock, storage: Storage
+) -> None:
+    customer = new_customer(identity)
+    basic = start(identity, customer.id)
+    identity.handle_provider_callback(ctx(), provider.callback(customer.id))
+    full = start(identity, customer.id, "full")
+    identity.handle_provider_callback(ctx(), provider.callback(customer.id))
+
+    old = identity.get_kyc(ctx(), basic)
+    assert (old.status, old.expiry, old.superseded_by) == (KycStatus.EXPIRED, "superseded", full)
+    assert old.reason_codes == [KycReason.SUPERSEDED]
+    assert identity.verified_tier(ctx(), customer.id) == "full"
+    # One transaction: the old verification ends, then the new one begins (a consumer that
+    # clears the tier on kyc.expired and sets it on kyc.verified ends on the right tier).
+    last = events(storage)[-2:]
+    assert [e.event_type for e in last] == ["kyc.expired", "kyc.verified"]
+    assert last[0].payload["kyc_id"] == basic
+    assert last[0].payload["expiry"] == "superseded"
+    assert last[1].payload["supersedes_kyc_id"] == basic
+    # Later only the current verification reaches its validity end; the superseded one
+    # never expires a second time.
+    clock.advance(timedelta(days=800))
+    assert identity.expire_due(ctx()).kyc_ids == [full]
+    assert event_types(storage).count("kyc.expired") == 2

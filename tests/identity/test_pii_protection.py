@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import pickle
 from collections.abc import Callable
+from datetime import date
 
 import attrs
 import pytest
@@ -16,6 +17,7 @@ from finfactory.adapters.memory import MemoryStorage
 from finfactory.adapters.sqlalchemy.storage import SqlStorage
 from finfactory.kernel.audit import Outcome, verify_chain
 from finfactory.kernel.authz import default_policy
+from finfactory.kernel.canonical import canonical_json, sha256_hex
 from finfactory.kernel.ports import Storage
 from finfactory.primitives.identity import (
     FlagRisk,
@@ -26,6 +28,7 @@ from finfactory.primitives.identity import (
     RotateKeys,
     StartKyc,
     UnknownKeyVersion,
+    UpdateContact,
     generate_key,
 )
 from finfactory.primitives.identity.memory_store import CUSTOMERS
@@ -328,6 +331,29 @@ def test_personal_data_stays_out_of_reprs(identity: IdentityService) -> None:
     assert isinstance(identity.provider, FakeKycProvider)
     session = identity.provider.session_for(view.id)  # what the provider was given
     texts = [repr(command), str(command), repr(view), repr(view.id_document), repr(session)]
+    texts += [repr(session.request.applicant.document), str(session.request.applicant.document)]
+    update = UpdateContact(customer_id=view.id, email=PII["email"], phone=PII["phone"])
+    texts += [repr(update), str(update)]
     for text in texts:
         for secret in PII_STRINGS:
             assert secret not in text
+
+
+def test_callback_dedup_keys_are_keyed_hashes(
+    identity: IdentityService, provider: FakeKycProvider, storage: Storage
+) -> None:
+    """A callback's content includes the document's expiry date: a plain hash of it in the
+    dedup table could be reversed by trying every date."""
+    customer = new_customer(identity)
+    identity.start_kyc(ctx(), StartKyc(customer_id=customer.id, tier="basic"))
+    callback = provider.callback(
+        customer.id, verdict=FakeVerdict.approve(document_expires_on=date(2031, 6, 30))
+    )
+    identity.handle_provider_callback(ctx(), callback)
+    content = callback.model_dump(mode="json", exclude={"reference", "callback_id"})
+    plain = sha256_hex("content\n" + canonical_json(content))
+    stored = [r for r in raw_rows(storage) if r.startswith("identity_provider_callbacks")]
+    assert len(stored) == 1
+    assert plain not in stored[0]
+    # Still a dedup key: the same content again is a duplicate.
+    assert identity.handle_provider_callback(ctx(), callback).effect == "duplicate"

@@ -18,6 +18,7 @@ from finfactory.primitives.identity.commands import (
     RiskFlagView,
     RotateKeys,
     StartKyc,
+    UpdateContact,
 )
 from finfactory.primitives.identity.crypto import PiiKeyring, generate_key
 from finfactory.primitives.identity.errors import (
@@ -60,6 +61,7 @@ from finfactory.primitives.identity.model import (
 from finfactory.primitives.identity.ports import (
     Applicant,
     ApplicantDocument,
+    CancellableKycProvider,
     IdentityStore,
     KycProvider,
     PiiCipher,
@@ -79,6 +81,7 @@ __all__ = [
     "CallbackEffect",
     "CallbackRecord",
     "CallbackResult",
+    "CancellableKycProvider",
     "CreateCustomer",
     "Customer",
     "CustomerNotFound",
@@ -134,6 +137,7 @@ __all__ = [
     "UnknownKeyVersion",
     "UnknownProviderReference",
     "UnknownTier",
+    "UpdateContact",
     "events",
     "generate_key",
 ]

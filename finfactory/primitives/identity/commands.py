@@ -11,7 +11,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from finfactory.kernel.errors import ValidationError
 from finfactory.kernel.model import Model
@@ -119,6 +119,31 @@ class CreateCustomer(IdentityModel):
         repr=False,
         description="references to document images in the product's own store",
     )
+
+
+class UpdateContact(IdentityModel):
+    """New contact details for a customer: give ``email`` and/or ``phone`` to change them,
+    ``remove_email`` / ``remove_phone`` to delete them; what is not mentioned stays."""
+
+    customer_id: Id
+    email: Email | None = Field(default=None, repr=False)
+    phone: Phone | None = Field(default=None, repr=False)
+    remove_email: bool = False
+    remove_phone: bool = False
+
+    @model_validator(mode="after")
+    def _one_change_per_field(self) -> Self:
+        if (
+            self.email is None
+            and self.phone is None
+            and not (self.remove_email or self.remove_phone)
+        ):
+            raise ValueError("nothing to change: give email, phone, remove_email or remove_phone")
+        if (self.email is not None and self.remove_email) or (
+            self.phone is not None and self.remove_phone
+        ):
+            raise ValueError("a field cannot be both changed and removed")
+        return self
 
 
 class StartKyc(IdentityModel):

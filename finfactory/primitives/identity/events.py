@@ -77,7 +77,8 @@ class KycRejected(EventPayload):
     "kyc.expired",
     primitive=PRIMITIVE,
     aggregate_type=AGGREGATE,
-    description="A KYC session timed out, or a verification reached its validity end",
+    description="A KYC attempt timed out (session or review), or a verification ended:"
+    " validity end (re-KYC due) or superseded by a higher tier's",
 )
 class KycExpired(EventPayload):
     kyc_id: str

@@ -22,7 +22,6 @@ from finfactory.primitives.identity.errors import (
     DocumentRequired,
     DuplicateDocument,
     KycInProgress,
-    KycProviderUnavailable,
     KycRejectedFinal,
 )
 from finfactory.primitives.identity.model import (
@@ -41,11 +40,11 @@ from finfactory.primitives.identity.model import (
 )
 from finfactory.primitives.identity.ports import (
     IdentityStore,
-    KycProvider,
     PiiCipher,
     ProviderOutcome,
     ProviderSessionRequest,
 )
+from finfactory.primitives.identity.sessions import SessionOpener
 from finfactory.primitives.identity.settings import IdentitySettings, KycTier
 
 
@@ -123,8 +122,8 @@ def settle(events: CustomerEvents) -> list[KycCase]:
     if customer.latest_kyc_id is not None:
         latest = store.get_case(customer.tenant_id, customer.latest_kyc_id)
         if latest is not None and latest.session_overdue(now):
-            reasons = (KycReason.SESSION_TIMEOUT,)
-            expired.append(expire_case(events, latest, ExpiryKind.SESSION, reasons))
+            reason = KycReason.REVIEW_TIMEOUT if latest.in_review else KycReason.SESSION_TIMEOUT
+            expired.append(expire_case(events, latest, ExpiryKind.SESSION, (reason,)))
     verified_id, until = customer.verified_kyc_id, customer.verified_until
     if verified_id is not None and until is not None and until <= now:
         case = store.get_case(customer.tenant_id, verified_id)
@@ -143,7 +142,7 @@ def start(
     tier: KycTier,
     settings: IdentitySettings,
     cipher: PiiCipher,
-    provider: KycProvider,
+    sessions: SessionOpener,
 ) -> KycCase:
     scope, store = events.scope, events.store
     tenant, now = scope.ctx.tenant_id, scope.now
@@ -176,20 +175,18 @@ def start(
         record = attrs.evolve(record, id_document=command.id_document)
         events.update(pii=p.seal(cipher, tenant, customer.id, record), document_hash=new_hash)
     _check_document(record, tier, now)
-    kyc_id = scope.ids.new_id()
-    session = provider.open_session(
-        ProviderSessionRequest(
+    # Last, after every check: the vendor hears only of attempts that will be written.
+    kyc_id, reference = sessions.open(
+        scope.ids.new_id,
+        lambda kyc_id: ProviderSessionRequest(
             tenant_id=tenant,
             kyc_id=kyc_id,
             customer_id=customer.id,
             tier=tier.name,
             checks=tuple(tier.required_checks),
             applicant=record.applicant(),
-        )
+        ),
     )
-    reference = getattr(session, "reference", None)
-    if not isinstance(reference, str) or not 0 < len(reference) <= 128:
-        raise KycProviderUnavailable("the provider returned no usable session reference")
     case = KycCase(
         id=kyc_id,
         tenant_id=tenant,
@@ -238,13 +235,14 @@ def _check_document(record: p.PiiRecord, tier: KycTier, now: datetime) -> None:
 # -- provider callbacks ----------------------------------------------------------------------
 
 
-def callback_key(callback: cmd.ProviderCallback) -> str:
+def callback_key(cipher: PiiCipher, tenant_id: str, callback: cmd.ProviderCallback) -> str:
     """What makes two deliveries "the same callback": the provider's delivery id when it
-    gives one, else the verdict's content."""
+    gives one, else the verdict's content. The content holds the document's expiry date, so
+    it is hashed with the lookup key (a plain hash could be reversed by trying every date)."""
     if callback.callback_id is not None:
         return sha256_hex("id\n" + callback.callback_id)
     content = callback.model_dump(mode="json", exclude={"reference", "callback_id"})
-    return sha256_hex("content\n" + canonical_json(content))
+    return cipher.lookup_hash(f"identity.callback|{tenant_id}", canonical_json(content))
 
 
 @attrs.define
@@ -296,10 +294,12 @@ def _decide(
     if outcome is ProviderOutcome.PENDING:
         return Verdict(case, CallbackEffect.RECORDED)
     if outcome is ProviderOutcome.REVIEW:
-        if not case.in_review:
-            case = attrs.evolve(case, in_review=True)
-            events.store.save_case(case)
-        return Verdict(case, CallbackEffect.RECORDED)
+        reviewed = case.start_review(
+            events.scope.now + timedelta(minutes=tier.review_timeout_minutes)
+        )
+        if reviewed != case:
+            events.store.save_case(reviewed)
+        return Verdict(reviewed, CallbackEffect.RECORDED)
     if outcome is ProviderOutcome.EXPIRED:
         reasons = _reasons(callback, KycReason.SESSION_TIMEOUT)
         return Verdict(
@@ -343,8 +343,13 @@ def verify(events: CustomerEvents, case: KycCase, valid_until: datetime | None) 
     store.save_case(case)
     if previous is not None:
         old = store.get_case(case.tenant_id, previous)
-        if old is not None:
-            store.save_case(attrs.evolve(old, superseded_by=case.id))
+        if old is not None and old.status is KycStatus.VERIFIED:
+            # The replaced verification ends here, before the new one is announced: a
+            # consumer that clears the tier on kyc.expired and sets it on kyc.verified ends
+            # on the right tier.
+            reasons = (KycReason.SUPERSEDED,)
+            old = attrs.evolve(old, superseded_by=case.id)
+            expire_case(events, old, ExpiryKind.SUPERSEDED, reasons)
     events.update(verified_kyc_id=case.id, verified_until=valid_until)
     events.emit(
         ev.KycVerified,

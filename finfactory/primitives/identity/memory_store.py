@@ -106,7 +106,6 @@ class MemoryIdentityStore:
             for k in self._uow.rows(CASES)
             if k.tenant_id == tenant_id
             and k.status is KycStatus.STARTED
-            and not k.in_review
             and k.session_expires_at <= now
         ]
         return sorted(due, key=lambda k: (k.session_expires_at, k.id))[:limit]

@@ -50,6 +50,8 @@ class ExpiryKind(StrEnum):
     """The provider session ended (timed out) before a decision."""
     VALIDITY = "validity"
     """A verification reached its validity end; re-KYC is due."""
+    SUPERSEDED = "superseded"
+    """A verification was replaced by one at a higher tier; no re-KYC is due."""
 
 
 class KycReason(StrEnum):
@@ -66,7 +68,9 @@ class KycReason(StrEnum):
     WATCHLIST_MATCH = "watchlist_match"
     DUPLICATE_IDENTITY = "duplicate_identity"
     SESSION_TIMEOUT = "session_timeout"
+    REVIEW_TIMEOUT = "review_timeout"
     VALIDITY_ENDED = "validity_ended"
+    SUPERSEDED = "superseded"
     PROVIDER_ERROR = "provider_error"
     OTHER = "other"
 
@@ -159,6 +163,8 @@ class KycCase:
     provider_reference: str
     started_at: datetime
     session_expires_at: datetime
+    """When the attempt expires without a decision: the session timeout, moved to the
+    review deadline when the provider starts a manual review."""
     in_review: bool = False
     rejection: RejectionKind | None = None
     expiry: ExpiryKind | None = None
@@ -201,13 +207,18 @@ class KycCase:
             self, status=KycStatus.EXPIRED, expiry=kind, reason_codes=reasons, expired_at=now
         )
 
+    def start_review(self, review_ends: datetime) -> KycCase:
+        """The provider handed the attempt to a person: the deadline becomes the review's
+        (never earlier than the session's). Only the first review notice sets it, so a
+        provider repeating "review" cannot keep an attempt open for ever."""
+        if self.status is not KycStatus.STARTED or self.in_review:
+            return self
+        deadline = max(self.session_expires_at, review_ends)
+        return attrs.evolve(self, in_review=True, session_expires_at=deadline)
+
     def session_overdue(self, now: datetime) -> bool:
-        """Open, not under manual review, and past the session timeout."""
-        return (
-            self.status is KycStatus.STARTED
-            and not self.in_review
-            and self.session_expires_at <= now
-        )
+        """Open and past its deadline (the session timeout, or the review deadline)."""
+        return self.status is KycStatus.STARTED and self.session_expires_at <= now
 
     def holds_verification(self, now: datetime) -> bool:
         return self.status is KycStatus.VERIFIED and (

@@ -44,6 +44,9 @@ class ApplicantDocument:
     issuing_country: str
     expires_on: date | None
 
+    def __repr__(self) -> str:  # the number stays out of logs and tracebacks
+        return f"ApplicantDocument(type={self.type.value!r}, <redacted>)"
+
 
 @attrs.frozen
 class Applicant:
@@ -81,6 +84,16 @@ class KycProvider(Protocol):
         """Open a verification session. Raise
         :class:`~finfactory.primitives.identity.errors.KycProviderUnavailable` when the
         provider cannot be reached (the command then writes nothing and may be retried)."""
+        ...
+
+
+class CancellableKycProvider(KycProvider, Protocol):
+    """A provider adapter that can also cancel a session. Optional: when the adapter has
+    ``cancel_session``, a ``start_kyc`` that opened a session but did not keep it (its
+    transaction failed) cancels it, so the vendor holds no orphan session."""
+
+    def cancel_session(self, reference: str) -> None:
+        """Cancel (or expire) the session; a session already gone is not an error."""
         ...
 
 

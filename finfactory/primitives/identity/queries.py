@@ -98,11 +98,13 @@ class IdentityQueries:
         uow: UnitOfWork | None = None,
     ) -> list[cmd.CustomerView]:
         """Customers with this e-mail and/or phone (keyed hash match), oldest first."""
+        field = "email"
         try:
             email = None if email is None else cmd.normalise_email(email)
+            field = "phone"
             phone = None if phone is None else cmd.normalise_phone(phone)
         except ValueError as err:
-            raise InvalidIdentityInput(str(err), field="email" if email else "phone") from None
+            raise InvalidIdentityInput(f"{field} {err}", field=field) from None
         if email is None and phone is None:
             raise InvalidIdentityInput("give an email or a phone", field="email")
         tenant = ctx.tenant_id

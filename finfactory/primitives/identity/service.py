@@ -39,6 +39,7 @@ from finfactory.primitives.identity.model import (
 )
 from finfactory.primitives.identity.ports import KycProvider, PiiCipher
 from finfactory.primitives.identity.queries import READ, IdentityQueries, StoreFactory
+from finfactory.primitives.identity.sessions import SessionOpener
 from finfactory.primitives.identity.settings import IdentitySettings
 from finfactory.primitives.identity.stores import default_store_factory
 from finfactory.primitives.identity.views import kyc_view, risk_flag_view
@@ -68,6 +69,7 @@ CREATE = _spec("create_customer", "customer.create", "customer", CustomerRef)
 START = _spec("start_kyc", "kyc.start", "kyc", cmd.KycView)
 CALLBACK = _spec("provider_callback", "kyc.callback", "kyc", cmd.CallbackResult)
 EXPIRE = _spec("expire_due", "kyc.expire", "kyc", cmd.ExpiredKyc)
+UPDATE = _spec("update_contact", "customer.update", "customer", CustomerRef)
 FLAG = _spec("flag_risk", "risk.flag", "customer", cmd.RiskFlagView)
 ROTATE = _spec("rotate_keys", "pii.rotate", "customer", cmd.KeyRotation)
 
@@ -175,6 +177,47 @@ class IdentityService(IdentityQueries):
         ref = self._run(ctx, CREATE, command, handle, idempotency_key, uow)
         return self._present(ctx, ref.customer_id, uow)
 
+    def update_contact(
+        self,
+        ctx: RequestContext,
+        command: cmd.UpdateContact,
+        *,
+        idempotency_key: str | None = None,
+        uow: UnitOfWork | None = None,
+    ) -> cmd.CustomerView:
+        """Change or remove a customer's e-mail and phone. The personal data is sealed again
+        under the current key and the lookup hashes follow. The seed defines no event for
+        it: the change is recorded in the audit log (field names only)."""
+
+        def handle(scope: CommandScope) -> CustomerRef:
+            tenant = ctx.tenant_id
+            events = self._events(scope, command.customer_id)
+            customer = events.customer
+            record = p.unseal(self.keyring, customer)
+            email = None if command.remove_email else (command.email or record.email)
+            phone = None if command.remove_phone else (command.phone or record.phone)
+            record = attrs.evolve(record, email=email, phone=phone)
+            sealed = p.seal(self.keyring, tenant, customer.id, record)
+            events.update(
+                pii=sealed,
+                email_hash=None if email is None else p.email_hash(self.keyring, tenant, email),
+                phone_hash=None if phone is None else p.phone_hash(self.keyring, tenant, phone),
+            )
+            events.save()
+            given = [f for f in ("email", "phone") if getattr(command, f) is not None]
+            removed = [f for f in ("email", "phone") if getattr(command, f"remove_{f}")]
+            scope.summary = {
+                "changed": given,
+                "removed": removed,
+                "key_version": sealed.key_version,
+            }
+            return CustomerRef(customer_id=customer.id)
+
+        ref = self._run(
+            ctx, UPDATE, command, handle, idempotency_key, uow, resource_id=command.customer_id
+        )
+        return self._present(ctx, ref.customer_id, uow)
+
     def flag_risk(
         self,
         ctx: RequestContext,
@@ -233,7 +276,9 @@ class IdentityService(IdentityQueries):
         idempotency_key: str | None = None,
         uow: UnitOfWork | None = None,
     ) -> cmd.KycView:
-        """Open a provider session for a KYC attempt at ``command.tier``."""
+        """Open a provider session for a KYC attempt at ``command.tier``. A session the call
+        does not keep (its transaction failed) is cancelled if the provider can cancel."""
+        sessions = SessionOpener(self.provider)
 
         def handle(scope: CommandScope) -> cmd.KycView:
             settings = load_settings(scope.uow, ctx.tenant_id, IdentitySettings)
@@ -241,7 +286,7 @@ class IdentityService(IdentityQueries):
             if tier is None:
                 raise UnknownTier(f"tier {command.tier} is not configured", field="tier")
             events = self._events(scope, command.customer_id)
-            case = lc.start(events, command, tier, settings, self.keyring, self.provider)
+            case = lc.start(events, command, tier, settings, self.keyring, sessions)
             scope.resource_id = case.id
             scope.summary = {
                 "customer_id": case.customer_id,
@@ -251,9 +296,15 @@ class IdentityService(IdentityQueries):
             }
             return kyc_view(case)
 
-        return self._run(
-            ctx, START, command, handle, idempotency_key, uow, resource_id=command.customer_id
-        )
+        try:
+            view = self._run(
+                ctx, START, command, handle, idempotency_key, uow, resource_id=command.customer_id
+            )
+        except BaseException:
+            sessions.release(None)
+            raise
+        sessions.release(view.id)
+        return view
 
     def handle_provider_callback(
         self,
@@ -278,7 +329,7 @@ class IdentityService(IdentityQueries):
                 )
             scope.resource_id = found.id
             events = self._events(scope, found.customer_id)
-            key = lc.callback_key(command)
+            key = lc.callback_key(self.keyring, tenant, command)
             if store.callback_seen(tenant, command.reference, key):
                 case = store.get_case(tenant, found.id) or found
                 scope.summary = {"kyc_id": case.id, "effect": "duplicate"}

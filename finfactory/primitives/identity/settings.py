@@ -30,6 +30,11 @@ class KycTier(Model):
     session_timeout_minutes: Annotated[int, Field(ge=1, le=43_200)] = Field(
         default=1440, description="an open provider session expires after this long"
     )
+    review_timeout_minutes: Annotated[int, Field(ge=1, le=525_600)] = Field(
+        default=20_160,
+        description="an attempt under the provider's manual review expires (kind session,"
+        " reason review_timeout) this long after the review started",
+    )
     max_retryable_rejections: Annotated[int, Field(ge=0, le=100)] = Field(
         default=3,
         description="retryable rejections of this tier a customer may have; one more raises"

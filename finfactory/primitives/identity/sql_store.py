@@ -147,7 +147,6 @@ class SqlIdentityStore:
                 kyc_cases.c.tenant_id == tenant_id,
                 kyc_cases.c.status == KycStatus.STARTED.value,
                 kyc_cases.c.session_expires_at <= now,
-                kyc_cases.c.in_review.is_(False),
             )
             .order_by(kyc_cases.c.session_expires_at, kyc_cases.c.id)
             .limit(limit)

@@ -90,7 +90,7 @@ kyc_cases = _Table(
     ),
     CheckConstraint(
         "(expiry IS NULL AND status <> 'expired')"
-        " OR (expiry IN ('session','validity') AND status = 'expired')",
+        " OR (expiry IN ('session','validity','superseded') AND status = 'expired')",
         name="ck_identity_kyc_expiry",
     ),
     Index("ix_identity_kyc_open", "tenant_id", "status", "session_expires_at"),
