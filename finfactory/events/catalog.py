@@ -557,6 +557,11 @@ def _cell(text: str) -> str:
 
 
 def _primitive_title(primitive: str) -> str:
+    """The package's ``DISPLAY_NAME`` when it declares one, else the name title-cased."""
+    module = sys.modules.get(f"finfactory.primitives.{primitive}")
+    declared = getattr(module, "DISPLAY_NAME", None)
+    if isinstance(declared, str) and declared:
+        return declared
     return " ".join(
         word.upper() if word in {"ai", "kyc", "pos", "qr"} else word.capitalize()
         for word in primitive.split("_")
@@ -564,12 +569,12 @@ def _primitive_title(primitive: str) -> str:
 
 
 def _primitive_summary(primitive: str) -> str | None:
-    """The first line of the primitive package's docstring, when the package is loaded."""
+    """The first paragraph of the primitive package's docstring, when the package is loaded."""
     module = sys.modules.get(f"finfactory.primitives.{primitive}")
     doc = getattr(module, "__doc__", None)
     if not isinstance(doc, str) or not doc.strip():
         return None
-    return doc.strip().splitlines()[0]
+    return " ".join(doc.strip().split("\n\n")[0].split())
 
 
 def _group(registry: EventRegistry) -> dict[str, list[EventType]]:

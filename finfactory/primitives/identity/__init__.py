@@ -73,6 +73,9 @@ from finfactory.primitives.identity.queries import StoreFactory
 from finfactory.primitives.identity.service import CustomerRef, IdentityService
 from finfactory.primitives.identity.settings import IdentitySettings, KycTier
 
+# How documentation (the event catalog) names the primitive.
+DISPLAY_NAME = "Identity & KYC"
+
 __all__ = [
     "TRANSITIONS",
     "AlreadyVerified",

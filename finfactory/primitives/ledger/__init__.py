@@ -57,6 +57,9 @@ from finfactory.primitives.ledger.ports import LedgerStore
 from finfactory.primitives.ledger.service import LedgerService, StoreFactory
 from finfactory.primitives.ledger.settings import LedgerSettings
 
+# How documentation (the event catalog) names the primitive.
+DISPLAY_NAME = "Ledger"
+
 __all__ = [
     "Account",
     "AccountClosed",

@@ -1,6 +1,8 @@
 """The QR Ph primitive: merchants' static and dynamic QR codes (EMVCo Merchant-Presented
 Mode), payments to them from the switch or on-us, confirmed by crediting the merchant's
-wallet. The codec (``qrph.emv``) is re-exported here; see docs/qrph.md and docs/qrph-codec.md.
+wallet.
+
+The codec (``qrph.emv``) is re-exported here; see docs/qrph.md and docs/qrph-codec.md.
 """
 
 from finfactory.primitives.qrph import events
@@ -70,6 +72,9 @@ from finfactory.primitives.qrph.model import (
 from finfactory.primitives.qrph.ports import MerchantSettlement, QrStore
 from finfactory.primitives.qrph.service import QrPaymentService, StoreFactory
 from finfactory.primitives.qrph.settings import QrPhSettings
+
+# How documentation (the event catalog) names the primitive.
+DISPLAY_NAME = "QR Ph"
 
 __all__ = [
     "MAX_PAYLOAD_LENGTH",

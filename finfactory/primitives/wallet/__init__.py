@@ -48,6 +48,9 @@ from finfactory.primitives.wallet.ports import CustomerTiers, StoreFactory, Wall
 from finfactory.primitives.wallet.service import SERVICE_ACTOR, WalletService
 from finfactory.primitives.wallet.settings import ANY_TIER, WalletSettings
 
+# How documentation (the event catalog) names the primitive.
+DISPLAY_NAME = "EMI Wallet"
+
 __all__ = [
     "ANY_TIER",
     "SERVICE_ACTOR",
