@@ -110,6 +110,22 @@ def test_watchlist_hit_raises_a_risk_flag(
     assert identity.get_customer(ctx(), customer.id).risk_flags == 1
 
 
+def test_an_approval_with_a_watchlist_hit_waits_for_review(
+    identity: IdentityService, provider: FakeKycProvider, storage: Storage
+) -> None:
+    customer = _started(identity)
+    hit = provider.callback(customer, verdict=FakeVerdict.watchlist(ProviderOutcome.APPROVED))
+    result = identity.handle_provider_callback(ctx(), hit)
+    assert (result.kyc.status, result.kyc.in_review) == (KycStatus.STARTED, True)
+    assert len(result.risk_flag_ids) == 1
+    assert identity.verified_tier(ctx(), customer) is None
+    assert "kyc.verified" not in event_types(storage)
+    # The reviewer clears the match: the provider's next verdict verifies.
+    cleared = identity.handle_provider_callback(ctx(), provider.callback(customer))
+    assert cleared.kyc.status is KycStatus.VERIFIED
+    assert identity.verified_tier(ctx(), customer) == "basic"
+
+
 def test_watchlist_hit_after_the_decision_is_not_dropped(
     identity: IdentityService, provider: FakeKycProvider, storage: Storage
 ) -> None:

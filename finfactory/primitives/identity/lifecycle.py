@@ -293,7 +293,11 @@ def _decide(
     tier = tier_or_default(settings, case.tier)
     if outcome is ProviderOutcome.PENDING:
         return Verdict(case, CallbackEffect.RECORDED)
-    if outcome is ProviderOutcome.REVIEW:
+    if outcome is ProviderOutcome.REVIEW or (
+        # A watch-list match is never cleared by an automatic approval: the attempt waits
+        # for a person's review (the provider's next verdict decides it).
+        outcome is ProviderOutcome.APPROVED and callback.watchlist_hit
+    ):
         reviewed = case.start_review(
             events.scope.now + timedelta(minutes=tier.review_timeout_minutes)
         )
