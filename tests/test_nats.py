@@ -381,6 +381,10 @@ def test_too_large_is_final_and_holds_back_its_aggregate(names: Names) -> None:
 # -- durable consumer ----------------------------------------------------------------------
 
 
+def handled_ok(calls: list[tuple[str, str]]) -> set[str]:
+    return {event_id for kind, event_id in calls if kind == "ok"}
+
+
 def test_durable_consumer_acks_after_the_handler_and_redelivers_after_a_nak(
     names: Names,
 ) -> None:
@@ -397,10 +401,14 @@ def test_durable_consumer_acks_after_the_handler_and_redelivers_after_a_nak(
         failed_at: list[float] = []
         redelivered_at: list[float] = []
 
+        delivered: set[str] = set()
+
         async def handler(event: EventEnvelope) -> None:
-            info = await jsm.consumer_info(names.stream, "billing")
-            # Not acked while the handler runs: the ack floor is below this message.
-            assert info.ack_floor.stream_seq < stream_seq[event.id]
+            if event.id not in delivered:  # (a rare duplicate may come after the ack)
+                delivered.add(event.id)
+                info = await jsm.consumer_info(names.stream, "billing")
+                # Not acked while the handler runs: the ack floor is below this message.
+                assert info.ack_floor.stream_seq < stream_seq[event.id]
             if event.id == a2.id and not failed_at:
                 failed_at.append(time.monotonic())
                 calls.append(("fail", event.id))
@@ -423,17 +431,20 @@ def test_durable_consumer_acks_after_the_handler_and_redelivers_after_a_nak(
         # Hang guard only. Redelivery normally follows the nak delay; if a nak is lost the
         # message still comes back after the consumer's ack wait (30 s).
         deadline = time.monotonic() + 45
-        while sum(1 for kind, _ in calls if kind == "ok") < 4 and time.monotonic() < deadline:
+        everything = {a1.id, a2.id, a3.id, b1.id}
+        while not everything <= handled_ok(calls) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         stop.set()
         await task
 
         assert calls[:3] == [("ok", a1.id), ("fail", a2.id), ("ok", b1.id)]
         # a3 was held back behind a2 (naked without calling the handler), then both came
-        # back, each handled once. JetStream does not promise the order of redeliveries, so
-        # only "both, once each" is asserted here (known issue: see the session notes).
-        assert sorted(calls[3:]) == sorted([("ok", a2.id), ("ok", a3.id)])
-        assert subscriber.stats.handled == 4
+        # back and were handled. JetStream does not promise the order of redeliveries, and
+        # delivery is at least once (a handled message may rarely come again, which is what
+        # the inbox is for), so this asserts "each handled", not "each exactly once".
+        assert handled_ok(calls[3:]) >= {a2.id, a3.id}
+        assert all(kind == "ok" for kind, _ in calls[3:])
+        assert subscriber.stats.handled == len(calls) - 1
         assert subscriber.stats.failed == 1
         info = await jsm.consumer_info(names.stream, "billing")
         assert info.ack_floor.stream_seq == 4
