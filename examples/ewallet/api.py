@@ -13,7 +13,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field
 
 from examples.ewallet.composition import Ewallet
-from examples.ewallet.http import TokenTable, install_problem_handlers, require_own
+from examples.ewallet.http import (
+    TokenTable,
+    acting_customer,
+    install_problem_handlers,
+    require_own,
+)
 from finfactory.events import OutboxReader
 from finfactory.kernel.context import RequestContext
 from finfactory.kernel.errors import PermissionDenied
@@ -109,10 +114,10 @@ def create_app(app_services: Ewallet, tokens: TokenTable) -> FastAPI:
     api.state.tokens = tokens
     install_problem_handlers(api)
 
-    def own_wallet(ctx: RequestContext, wallet_id: str) -> wallet.WalletView:
-        found = svc.wallets.get_wallet(ctx, wallet_id)
-        require_own(ctx, found.customer_id, "wallets")
-        return found
+    def own_wallet(ctx: RequestContext, wallet_id: str) -> None:
+        """A self-service customer may only use their own wallets (operators: any)."""
+        if acting_customer(ctx) is not None:
+            require_own(ctx, svc.wallets.get_wallet(ctx, wallet_id).customer_id, "wallets")
 
     # -- customers and KYC ------------------------------------------------------------------
     @api.post("/v1/customers", status_code=201, tags=["identity"])
@@ -155,7 +160,9 @@ def create_app(app_services: Ewallet, tokens: TokenTable) -> FastAPI:
 
     @api.get("/v1/wallets/{wallet_id}", tags=["wallets"])
     def get_wallet(wallet_id: str, ctx: Ctx) -> wallet.WalletView:
-        return own_wallet(ctx, wallet_id)
+        found = svc.wallets.get_wallet(ctx, wallet_id)
+        require_own(ctx, found.customer_id, "wallets")
+        return found
 
     @api.get("/v1/customers/{customer_id}/wallets", tags=["wallets"])
     def list_wallets(customer_id: str, ctx: Ctx) -> list[wallet.WalletView]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,26 +102,18 @@ class Client:
             response.status_code in wanted,
             f"{method} {path}: HTTP {response.status_code} {response.text[:300]}",
         )
-        if response.headers.get("content-type", "").startswith(("image/",)):
+        if response.headers.get("content-type", "").startswith("image/"):
             return response.content
         return response.json()
 
 
 def money_text(money: dict[str, str]) -> str:
-    return f"{float_free(money['amount'])} {money['currency']}"
+    return f"{grouped(money['amount'])} {money['currency']}"
 
 
-def float_free(amount: str) -> str:
-    """Thousands separators without going through float."""
-    whole, _, frac = amount.partition(".")
-    sign = "-" if whole.startswith("-") else ""
-    digits = whole.lstrip("-")
-    groups: list[str] = []
-    while len(digits) > 3:
-        groups.insert(0, digits[-3:])
-        digits = digits[:-3]
-    groups.insert(0, digits)
-    return sign + ",".join(groups) + (f".{frac}" if frac else "")
+def grouped(amount: str) -> str:
+    """An amount with thousands separators (exact: Decimal, never float)."""
+    return f"{Decimal(amount):,}"
 
 
 def onboard(
@@ -131,7 +124,7 @@ def onboard(
     born: date,
     document: str,
     tier: str,
-    step: Any,
+    step: Callable[[str], None],
 ) -> str:
     customer = client.call(
         "POST",
@@ -356,7 +349,7 @@ def report(services: Ewallet, client: Client, wallets: dict[str, str]) -> None:
     rows = []
     for name, wallet_id in wallets.items():
         view = client.call("GET", f"/v1/wallets/{wallet_id}")
-        rows.append([name, view["kind"], view["status"], float_free(view["posted"]["amount"])])
+        rows.append([name, view["kind"], view["status"], grouped(view["posted"]["amount"])])
     print_table("Wallet balances (PHP)", ["wallet", "kind", "status", "balance"], rows)
     expected = {"Alice": "18250.00", "Bob": "19380.00", "Sari-Sari Store": "870.00"}
     got = {r[0]: r[3].replace(",", "") for r in rows}

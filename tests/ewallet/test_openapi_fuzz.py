@@ -20,12 +20,14 @@ from examples.ewallet.composition import Ewallet, build
 from examples.ewallet.scenario import TENANT, token_table
 
 
-def _operations(app: Any) -> list[Any]:
-    found = []
+def _operations(app: Any) -> dict[str, Any]:
+    """The document's operations by "METHOD /path"."""
+    found = {}
     for result in schemathesis.openapi.from_asgi("/openapi.json", app).get_all_operations():
         if not isinstance(result, Ok):
             raise AssertionError(f"the OpenAPI document has an invalid operation: {result!r}")
-        found.append(result.ok())
+        operation = result.ok()
+        found[f"{operation.method.upper()} {operation.path}"] = operation
     return found
 
 
@@ -37,18 +39,19 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ewallet]:
     built.engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def operations(services: Ewallet) -> dict[str, Any]:
+    return _operations(create_app(services, token_table()))
+
+
 def _operation_ids() -> list[str]:
     # The document's shape does not depend on the database, so an in-memory one lists it.
-    app = create_app(build("sqlite://"), token_table())
-    return [f"{op.method.upper()} {op.path}" for op in _operations(app)]
+    return list(_operations(create_app(build("sqlite://"), token_table())))
 
 
 @pytest.mark.parametrize("operation_id", _operation_ids())
-def test_no_server_error(services: Ewallet, operation_id: str) -> None:
-    app = create_app(services, token_table())
-    operation = next(
-        op for op in _operations(app) if f"{op.method.upper()} {op.path}" == operation_id
-    )
+def test_no_server_error(operations: dict[str, Any], operation_id: str) -> None:
+    operation = operations[operation_id]
 
     @given(case=operation.as_strategy())
     @settings(
