@@ -17,8 +17,6 @@ from finfactory.kernel.clock import Clock, IdGenerator, SystemClock, UuidGenerat
 from finfactory.kernel.config import TenantConfigService
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
 from finfactory.kernel.errors import ConfigurationError
-from finfactory.kernel.money import Money
-from finfactory.kernel.ports import UnitOfWork
 from finfactory.primitives import identity as idn
 from finfactory.primitives import ledger as lg
 from finfactory.primitives import qrph, wallet
@@ -143,7 +141,7 @@ class Ewallet:
         self.config.update(
             ctx,
             qrph.QrPhSettings,
-            {"acquirer_id": acquirer_id},
+            {"acquirer_id": acquirer_id, "settlement_account_id": settlement.qr_clearing},
             reason="reference e-wallet acquirer",
             idempotency_key="bootstrap:config:qrph",
         )
@@ -183,7 +181,6 @@ def build(
     ledger = lg.LedgerService(storage, policy, clock, ids)
     identity = idn.IdentityService(storage, policy, clock, ids, keys, provider)
     wallets = wallet.WalletService(storage, policy, clock, ids, ledger, identity)
-    settlements: dict[str, Settlement] = {}
     return Ewallet(
         engine=engine,
         storage=storage,
@@ -194,55 +191,7 @@ def build(
         ledger=ledger,
         identity=identity,
         wallets=wallets,
-        qr=qrph.QrPaymentService(storage, policy, clock, ids, TenantClearing(wallets, settlements)),
+        # Switch payments settle from each tenant's clearing account (QrPhSettings).
+        qr=qrph.QrPaymentService(storage, policy, clock, ids, WalletMerchantSettlement(wallets)),
         kyc_provider=provider,
-        settlement_by_tenant=settlements,
     )
-
-
-@attrs.define
-class TenantClearing:
-    """Routes each tenant's off-us QR credits through that tenant's clearing account."""
-
-    wallets: wallet.WalletService
-    settlements: dict[str, Settlement]
-
-    def _for(self, tenant_id: str) -> WalletMerchantSettlement:
-        found = self.settlements.get(tenant_id)
-        if found is None:
-            raise ConfigurationError(f"tenant {tenant_id} has no QR clearing account")
-        return WalletMerchantSettlement(self.wallets, found.qr_clearing)
-
-    def check_merchant(
-        self,
-        ctx: RequestContext,
-        *,
-        merchant_wallet_id: str,
-        kind: qrph.QrKind,
-        currency: str,
-        uow: UnitOfWork,
-    ) -> None:
-        self._for(ctx.tenant_id).check_merchant(
-            ctx, merchant_wallet_id=merchant_wallet_id, kind=kind, currency=currency, uow=uow
-        )
-
-    def credit_merchant(
-        self,
-        ctx: RequestContext,
-        *,
-        merchant_wallet_id: str,
-        amount: Money,
-        reference: str,
-        payer_wallet_id: str | None,
-        kind: qrph.QrKind,
-        uow: UnitOfWork,
-    ) -> str:
-        return self._for(ctx.tenant_id).credit_merchant(
-            ctx,
-            merchant_wallet_id=merchant_wallet_id,
-            amount=amount,
-            reference=reference,
-            payer_wallet_id=payer_wallet_id,
-            kind=kind,
-            uow=uow,
-        )

@@ -6,6 +6,8 @@ import attrs
 import pytest
 
 from finfactory.kernel.authz import default_policy
+from finfactory.kernel.config import TenantConfigService
+from finfactory.kernel.errors import ConfigurationError
 from finfactory.kernel.money import Money
 from finfactory.kernel.ports import Storage
 from finfactory.primitives.ledger import AccountType, LedgerService, OpenAccount
@@ -16,6 +18,7 @@ from finfactory.primitives.qrph import (
     PaymentStatus,
     PayQr,
     QrPaymentService,
+    QrPhSettings,
 )
 from finfactory.primitives.qrph.wallet_settlement import SERVICE_ACTOR, WalletMerchantSettlement
 from finfactory.primitives.wallet import (
@@ -192,3 +195,39 @@ def test_codes_only_for_wallets_that_can_take_them(bank: Bank) -> None:
     assert bank.qr.list_payments(ctx).payments == []
     refusals = [a for a in bank.audit() if a[1].startswith("qrph.generate")]
     assert [outcome for _, _, outcome in refusals] == ["rejected"] * 4
+
+
+def test_the_tenants_settlement_account_setting_wins(bank: Bank) -> None:
+    ops = actor_ctx("ledger.operator")
+    clearing = bank.ledger.open_account(
+        ops, OpenAccount(code="tenant-clearing", currency="PHP", type=AccountType.ASSET)
+    ).id
+    configure_wallets(  # the wallet accepts both accounts as settlement accounts
+        bank.storage,
+        TENANT,
+        ids=SequentialIds(namespace=8),
+        settlement_account_ids=[bank.settlement_account, clearing],
+    )
+    TenantConfigService(
+        bank.storage, default_policy(), ManualClock(), SequentialIds(namespace=9)
+    ).update(
+        actor_ctx("config.admin"), QrPhSettings, {"settlement_account_id": clearing}, reason="t"
+    )
+    qr = bank.qr.generate_static_qr(actor_ctx("qrph.operator"), static_qr(bank.merchant))
+    paid = bank.switch.pay(qr.payload, php("12.00"))
+    journal = bank.ledger.get_journal(actor_ctx("auditor"), paid.journal_id or "")
+    assert clearing in {leg.account_id for leg in journal.legs}
+    assert bank.settlement_account not in {leg.account_id for leg in journal.legs}
+
+
+def test_a_switch_payment_without_any_settlement_account_is_a_configuration_error(
+    bank: Bank,
+) -> None:
+    unconfigured = WalletMerchantSettlement(bank.wallets)
+    qr = QrPaymentService(
+        bank.storage, default_policy(), ManualClock(), SequentialIds(namespace=11), unconfigured
+    )
+    code = qr.generate_static_qr(actor_ctx("qrph.operator"), static_qr(bank.merchant))
+    with pytest.raises(ConfigurationError):
+        FakeQrSwitch(qr, actor_ctx("qrph.operator", actor="switch")).pay(code.payload, php("1.00"))
+    assert bank.posted(bank.merchant) == php("0.00")

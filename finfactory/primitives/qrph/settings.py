@@ -38,6 +38,11 @@ class QrPhSettings(TenantSettings):
         default=Money("50000.00", "PHP"),
         description="largest amount of a dynamic QR, and of a payment to a static QR",
     )
+    settlement_account_id: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="ledger account holding what the switch owes the tenant; switch payments"
+        " are credited to merchants from it (else the settlement adapter's own account)",
+    )
     settlement_note: Annotated[str, Field(min_length=1, max_length=200)] = Field(
         default="QR Ph payment",
         description="description given to the wallet movement that settles a payment",

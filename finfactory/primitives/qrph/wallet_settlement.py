@@ -10,6 +10,7 @@ import attrs
 
 from finfactory.kernel.config import load_settings
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
+from finfactory.kernel.errors import ConfigurationError
 from finfactory.kernel.money import Money
 from finfactory.kernel.ports import UnitOfWork
 from finfactory.primitives.qrph.emv import QrKind
@@ -36,13 +37,13 @@ class WalletMerchantSettlement:
 
     On-us payments move money payer wallet -> merchant wallet: ``pay_merchant`` for a P2M
     code (the wallet must be a merchant wallet), ``transfer`` for a P2P code (a person's
-    wallet). Payments from the switch credit the merchant wallet from
-    ``settlement_account_id``, the ledger account that holds what the switch owes the tenant
-    (``cash_in``).
+    wallet). Payments from the switch credit the merchant wallet (``cash_in``) from the
+    ledger account that holds what the switch owes the tenant: the tenant's
+    ``QrPhSettings.settlement_account_id`` when set, else ``settlement_account_id`` here.
     """
 
     wallet: WalletService
-    settlement_account_id: str
+    settlement_account_id: str | None = None
     service_actor: Actor = SERVICE_ACTOR
 
     def check_merchant(
@@ -82,15 +83,22 @@ class WalletMerchantSettlement:
         kind: QrKind,
         uow: UnitOfWork,
     ) -> str:
-        note = load_settings(uow, ctx.tenant_id, QrPhSettings).settlement_note
+        settings = load_settings(uow, ctx.tenant_id, QrPhSettings)
+        note = settings.settlement_note
         acting = ctx.delegate(self.service_actor)
         if payer_wallet_id is None:
+            source = settings.settlement_account_id or self.settlement_account_id
+            if source is None:
+                raise ConfigurationError(
+                    f"tenant {ctx.tenant_id} has no QR Ph settlement account",
+                    setting="settlement_account_id",
+                )
             credited = self.wallet.cash_in(
                 acting,
                 CashIn(
                     wallet_id=merchant_wallet_id,
                     amount=amount,
-                    source_account_id=self.settlement_account_id,
+                    source_account_id=source,
                     reference=reference,
                     description=note,
                 ),
