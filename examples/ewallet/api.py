@@ -19,10 +19,9 @@ from examples.ewallet.http import (
     install_problem_handlers,
     require_own,
 )
-from finfactory.events import OutboxReader
 from finfactory.kernel.context import RequestContext
-from finfactory.kernel.errors import PermissionDenied
 from finfactory.kernel.model import Model, PositiveMoney
+from finfactory.kernel.reads import ReadGuard
 from finfactory.primitives import identity as idn
 from finfactory.primitives import qrph, wallet
 
@@ -113,6 +112,7 @@ def create_app(app_services: Ewallet, tokens: TokenTable) -> FastAPI:
     )
     api.state.tokens = tokens
     install_problem_handlers(api)
+    event_reads = ReadGuard(svc.storage, svc.policy, svc.clock, svc.ids, "events.read")
 
     def own_wallet(ctx: RequestContext, wallet_id: str) -> None:
         """A self-service customer may only use their own wallets (operators: any)."""
@@ -294,10 +294,8 @@ def create_app(app_services: Ewallet, tokens: TokenTable) -> FastAPI:
         after: Annotated[int, Query(ge=0, le=2**62)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> EventPage:
-        decision = svc.policy.decide(ctx, "events.read")
-        if not decision.allowed:
-            raise PermissionDenied(decision.reason, permission="events.read")
-        found = OutboxReader(svc.storage, tenant_id=ctx.tenant_id).read(after, limit)
+        with event_reads.view(ctx, None) as tx:  # checks events.read, audits a denial
+            found = tx.kernel.read_events(after, limit, tenant_id=ctx.tenant_id)
         views = [
             EventView(
                 position=e.position or 0,

@@ -211,3 +211,18 @@ def test_customers_see_and_spend_only_their_own_wallets(
     assert cash_in.status_code == 403
     after = http.get(f"/v1/wallets/{alice['id']}", headers=auth()).json()
     assert after["posted"] == php("45.00")
+
+
+def test_reading_events_needs_permission_and_a_denial_is_audited(
+    http: TestClient, services: Ewallet
+) -> None:
+    denied = http.get("/v1/events", headers=auth("switch-token"))
+    assert denied.status_code == 403
+    assert denied.json()["code"] == "permission_denied"
+    with services.storage.read() as uow:
+        records = list(uow.kernel.audit_records(TENANT))
+    assert (records[-1].actor_id, records[-1].action, records[-1].outcome.value) == (
+        "qrph-switch",
+        "events.read",
+        "denied",
+    )
