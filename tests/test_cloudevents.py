@@ -12,6 +12,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 import pytest
@@ -40,7 +41,7 @@ from finfactory.events.cloudevents import (
     to_structured_json,
     traceparent_for,
 )
-from finfactory.events.envelope import EventEnvelope
+from finfactory.events.envelope import EventEnvelope, StoredEventEnvelope
 from finfactory.kernel.authz import default_policy
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
 from finfactory.kernel.errors import ConfigurationError, ValidationError
@@ -54,6 +55,8 @@ PREFIXED = CloudEventOptions(
     source_base="https://events.example.com/finfactory", type_prefix="io.finfactory."
 )
 FORMAT = JSONFormat()
+# What the NATS and HTTP bindings leave unencoded: printable ASCII but '"' and '%'.
+HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 
 
 def envelope(**changes: Any) -> EventEnvelope:
@@ -343,6 +346,60 @@ def test_round_trip_is_identity(env: EventEnvelope, options: CloudEventOptions) 
     assert back.recorded_at.utcoffset() is not None
     assert_oracle_reads_structured(env, options)
     assert_oracle_reads_kafka(env, options)
+
+
+def stored_copy(env: EventEnvelope, stored_json: str | bytes) -> StoredEventEnvelope:
+    fields = attrs.asdict(env, recurse=False)
+    del fields["payload"]
+    return StoredEventEnvelope.from_stored(stored_json, **fields)
+
+
+@settings(max_examples=150, deadline=None)
+@given(env=envelopes, options=option_sets)
+def test_a_stored_envelope_maps_like_the_envelope_it_stores(
+    env: EventEnvelope, options: CloudEventOptions
+) -> None:
+    stored = stored_copy(env, env.payload_json().decode("utf-8", "surrogatepass"))
+    # Mapping sends the stored text without decoding it, and gives the same bytes.
+    assert to_structured_json(stored, options) == to_structured_json(env, options)
+    for binding in BINDINGS:
+        assert to_binary(stored, options, binding=binding) == to_binary(
+            env, options, binding=binding
+        )
+    assert not _payload_decoded(stored)
+    assert stored == env
+    assert env == stored
+    assert stored != attrs.evolve(env, aggregate_sequence=env.aggregate_sequence ^ 1)
+    assert stored.payload == env.payload  # decoded on first use
+    assert attrs.evolve(stored, payload={"other": 1}).payload_json() == b'{"other":1}'
+    assert from_structured_json(to_structured_json(stored, options), options) == env
+
+
+def _payload_decoded(env: EventEnvelope) -> bool:
+    try:
+        object.__getattribute__(env, "payload")
+    except AttributeError:
+        return False
+    return True
+
+
+def test_stored_payload_text_is_sent_as_stored() -> None:
+    # PostgreSQL's json type returns what was written, spacing included: it goes out as is.
+    env = envelope(payload={"a": 1, "b": [1, 2]})
+    stored = stored_copy(env, '{"a": 1, "b": [1, 2]}')
+    assert to_binary(stored, binding="nats")[1] == b'{"a": 1, "b": [1, 2]}'
+    assert json.loads(to_structured_json(stored))["data"] == {"a": 1, "b": [1, 2]}
+    assert stored == env
+    with pytest.raises(ValidationError) as err:
+        to_structured_json(stored_copy(env, "[1, 2]"))
+    assert err.value.field == "payload"
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=texts | st.text(alphabet=' "%az~!', min_size=1))
+def test_header_values_are_percent_encoded_exactly_as_quote_does(value: str) -> None:
+    headers, _ = to_binary(envelope(correlation_id=value), binding="nats")
+    assert headers["ce-correlationid"] == quote(value, safe=HEADER_SAFE)
 
 
 def test_time_keeps_minute_offsets_and_converts_others() -> None:

@@ -20,18 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import attrs
 import nats
 import nats.js.errors
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from nats.aio.client import Client as NatsClient
 
 from finfactory.adapters.nats import (
     NatsPublisher,
     NatsSubscriber,
-    _binary_message,
     decode_token,
     encode_token,
     parse_subject,
@@ -39,8 +35,6 @@ from finfactory.adapters.nats import (
     subject_for,
 )
 from finfactory.events.cloudevents import (
-    DEFAULT_OPTIONS,
-    CloudEventOptions,
     from_message,
     to_binary,
     to_structured_json,
@@ -170,36 +164,6 @@ def test_bad_settings_are_configuration_errors() -> None:
             await NatsSubscriber.connect(NATS_URL, durable="a.b", subjects="x.>", handler=print)
 
     run(scenario)
-
-
-texts = st.text(
-    alphabet=st.characters(exclude_categories=("Cc", "Cs", "Cn")), min_size=1, max_size=16
-)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    tenant=texts,
-    aggregate=texts,
-    correlation=texts,
-    payload=st.dictionaries(
-        st.text(max_size=6), st.text(max_size=8) | st.integers() | st.none(), max_size=4
-    ),
-)
-def test_fast_binary_encoding_equals_the_cloudevents_module(
-    tenant: str, aggregate: str, correlation: str, payload: dict[str, Any]
-) -> None:
-    event = attrs.evolve(
-        envelope(3, aggregate, tenant=tenant, payload=payload), correlation_id=correlation
-    )
-    for options in (DEFAULT_OPTIONS, CloudEventOptions(type_prefix="io.ff.")):
-        assert _binary_message(event, options) == to_binary(event, options, binding="nats")
-    lone_surrogate = attrs.evolve(event, payload={"x": "\ud800"})
-    assert _binary_message(lone_surrogate, DEFAULT_OPTIONS) == to_binary(
-        lone_surrogate, binding="nats"
-    )
-    with pytest.raises(ValidationError):
-        _binary_message(attrs.evolve(event, payload={"x": float("nan")}), DEFAULT_OPTIONS)
 
 
 # -- stream check and creation -------------------------------------------------------------

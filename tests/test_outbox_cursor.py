@@ -3,6 +3,7 @@ aggregate's events are numbered 1, 2, 3..., and envelopes carry the request's co
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 
 from finfactory.adapters.sqlalchemy.storage import SqlStorage
 from finfactory.events.envelope import EventEnvelope
+from finfactory.events.jsontext import encode_json
 from finfactory.kernel.authz import default_policy
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
 from finfactory.kernel.money import Money, from_minor
@@ -349,3 +351,17 @@ def test_cursor_following_reader_never_skips_under_concurrent_writers(
     assert len(reader.seen) == 8 * 12 * 3  # journal.posted + two balance.updated each
     positions = [e.position or 0 for e in reader.seen]
     assert positions == sorted(positions)
+
+
+def test_read_events_carry_their_payload_json_as_written(
+    ledger: LedgerService, storage: Storage, ctx: RequestContext
+) -> None:
+    """A relay forwards the stored payload text without decoding it: on every backend that
+    text is the same compact JSON a fresh encoding of the payload gives."""
+    cash, wallet = _pair(ledger, ctx)
+    ledger.post_journal(ctx, transfer("note-ü-1", cash, wallet, 125))
+    events = read_all(storage)
+    assert len(events) >= 5
+    for event in events:
+        assert event.payload_json() == encode_json(event.payload)
+        assert json.loads(event.payload_json()) == event.payload

@@ -86,7 +86,7 @@ from finfactory.events.cloudevents import (
     STRUCTURED_CONTENT_TYPE,
     CloudEventOptions,
     from_message,
-    to_cloudevent,
+    to_binary,
     to_structured_json,
 )
 from finfactory.events.consuming import (
@@ -131,8 +131,6 @@ _BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # nats-py frames headers as "NATS/1.0\r\n" + "name: value\r\n"... + "\r\n".
 _HEADER_FRAME: Final = len(b"NATS/1.0\r\n\r\n")
 
-# Header values that percent-encoding leaves as they are: printable ASCII but '"' and '%'.
-_SAFE_VALUE: Final = re.compile(r"[!#$&-~]*\Z")
 _SUBJECT_CACHE: Final = 4096  # (tenant, event type) pairs whose subject is remembered
 
 _DEFAULT_CONNECT: Final[dict[str, Any]] = {
@@ -259,33 +257,6 @@ def _wire_size(headers: Mapping[str, str], body: bytes) -> int:
     return size
 
 
-def _binary_message(
-    event: EventEnvelope, options: CloudEventOptions
-) -> tuple[dict[str, str], bytes]:
-    """``to_binary(event, options, binding="nats")``, computed faster.
-
-    Same attributes (:func:`to_cloudevent`), same ``ce-`` names, same percent-encoding and
-    same JSON body (tests compare the bytes with ``to_binary``); it only skips ``quote()``
-    for values that need no escaping, which most (ids, times, URNs) do not. That call was
-    the largest single cost of publishing.
-    """
-    attributes = to_cloudevent(event, options)
-    payload = attributes.pop("data")
-    headers = {
-        "ce-" + name: value if _SAFE_VALUE.match(value) else quote(value, safe=_HEADER_SAFE)
-        for name, value in attributes.items()
-    }
-    try:
-        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"payload is not JSON: {exc}", field="payload") from None
-    try:
-        body = text.encode("utf-8")
-    except UnicodeEncodeError:  # an unpaired surrogate: JSON's \u escape carries it
-        body = json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-    return headers, body
-
-
 # -- publisher -----------------------------------------------------------------------------
 
 
@@ -295,6 +266,41 @@ class _Ack:
     error: str | None = None
     retryable: bool = True
     duplicate: bool = False
+
+
+class _AckBatch:
+    """The acks one :meth:`NatsPublisher.publish` call waits for, with one future for the
+    whole batch rather than one per message (a relay handles thousands a second)."""
+
+    def __init__(self, events: Sequence[EventEnvelope]) -> None:
+        self.events = events
+        self.acks: dict[int, _Ack | None] = {}  # index of a sent message -> its ack
+        self.tokens: list[str] = []
+        self._missing = 0
+        self._done: asyncio.Future[None] | None = None
+
+    def event_id(self, index: int) -> str:
+        return self.events[index].id
+
+    def expect(self, index: int, token: str) -> None:
+        if index not in self.acks:  # its ack may already be in, on a fast server
+            self.acks[index] = None
+            self._missing += 1
+        self.tokens.append(token)
+
+    def settle(self, index: int, ack: _Ack) -> None:
+        if self.acks.get(index) is not None:
+            return
+        if index in self.acks:
+            self._missing -= 1
+        self.acks[index] = ack
+        if self._missing == 0 and self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        if self._missing > 0:
+            self._done = asyncio.get_running_loop().create_future()
+            await asyncio.wait([self._done], timeout=timeout)
 
 
 class NatsPublisher:
@@ -332,7 +338,8 @@ class NatsPublisher:
         self._subjects: dict[tuple[str, str], str] = {}
         self._reply_prefix: str | None = None
         self._inbox_lock = asyncio.Lock()
-        self._acks: dict[str, asyncio.Future[_Ack]] = {}
+        self._acks: dict[str, tuple[_AckBatch, int]] = {}  # reply token -> batch, index
+        self._ack_head = b'{"stream":' + json.dumps(stream).encode() + b',"seq":'
         self._next_token = 0
         self._owns_client = owns_client
         self._max_msg_size: int | None = None
@@ -482,7 +489,7 @@ class NatsPublisher:
     def _message(self, event: EventEnvelope) -> tuple[str, dict[str, str], bytes]:
         subject = self.subject(event)
         if self.mode == "binary":
-            headers, body = _binary_message(event, self.options)
+            headers, body = to_binary(event, self.options, binding="nats")
             headers[MSG_ID_HEADER] = headers["ce-id"]
         else:
             body = to_structured_json(event, self.options)
@@ -505,47 +512,77 @@ class NatsPublisher:
             return self._reply_prefix
 
     async def _on_ack(self, msg: Msg) -> None:
-        token = msg.subject.rpartition(".")[2]
-        future = self._acks.pop(token, None)
-        if future is None or future.done():
-            return  # late ack of a message already reported as timed out
+        slot = self._acks.pop(msg.subject.rpartition(".")[2], None)
+        if slot is not None:  # else a late ack of a message already reported as timed out
+            batch, index = slot
+            batch.settle(index, self._read_ack(msg))
+
+    def _read_ack(self, msg: Msg) -> _Ack:
+        data = msg.data
+        # The usual answer, {"stream":"<name>","seq":<n>[,"duplicate":true]}, needs no JSON
+        # parse; anything else (an error, a domain field) takes the general path below.
+        if data.startswith(self._ack_head) and b'"error"' not in data:
+            return _Ack(ok=True, duplicate=b'"duplicate":true' in data)
         if msg.headers and msg.headers.get("Status") == "503":
-            future.set_result(_Ack(ok=False, error="no JetStream stream listens on the subject"))
-            return
+            return _Ack(ok=False, error="no JetStream stream listens on the subject")
         try:
-            reply = json.loads(msg.data)
+            reply = json.loads(data)
         except ValueError:
-            future.set_result(_Ack(ok=False, error=f"unreadable JetStream ack {msg.data[:80]!r}"))
-            return
+            return _Ack(ok=False, error=f"unreadable JetStream ack {data[:80]!r}")
         error = reply.get("error") if isinstance(reply, dict) else None
         if isinstance(error, dict):
             code = error.get("err_code")
-            future.set_result(
-                _Ack(
-                    ok=False,
-                    error=f"JetStream refused it: {error.get('description')} (code {code})",
-                    retryable=code != _JS_ERR_MSG_TOO_LARGE,
-                )
+            return _Ack(
+                ok=False,
+                error=f"JetStream refused it: {error.get('description')} (code {code})",
+                retryable=code != _JS_ERR_MSG_TOO_LARGE,
             )
-        elif isinstance(reply, dict) and reply.get("stream") == self.stream and "seq" in reply:
-            future.set_result(_Ack(ok=True, duplicate=bool(reply.get("duplicate"))))
-        else:
-            future.set_result(_Ack(ok=False, error=f"unexpected JetStream ack {reply!r}"))
+        if isinstance(reply, dict) and reply.get("stream") == self.stream and "seq" in reply:
+            return _Ack(ok=True, duplicate=bool(reply.get("duplicate")))
+        return _Ack(ok=False, error=f"unexpected JetStream ack {reply!r}")
+
+    def _refusal(self, event: EventEnvelope) -> PublishOutcome | tuple[str, dict[str, str], bytes]:
+        """The message for ``event``, or the outcome of an event that cannot be sent."""
+        try:
+            subject, headers, body = self._message(event)
+        except ValidationError as exc:
+            return PublishOutcome(
+                event.id, ok=False, error=f"not publishable: {exc.message}", retryable=False
+            )
+        size = _wire_size(headers, body)
+        limit = self._size_limit()
+        if size > limit:
+            return PublishOutcome(
+                event.id,
+                ok=False,
+                error=f"message of {size} bytes exceeds the {limit} bytes NATS accepts",
+                retryable=False,
+            )
+        return subject, headers, body
 
     async def _send(
-        self, subject: str, headers: dict[str, str], body: bytes
-    ) -> asyncio.Future[_Ack]:
-        prefix = await self._ack_inbox()
+        self,
+        batch: _AckBatch,
+        index: int,
+        reply_prefix: str,
+        message: tuple[str, dict[str, str], bytes],
+    ) -> PublishOutcome | None:
+        """Send one message whose ack ``batch`` awaits; an outcome if sending failed."""
+        subject, headers, body = message
         self._next_token += 1
         token = str(self._next_token)
-        future: asyncio.Future[_Ack] = asyncio.get_running_loop().create_future()
-        self._acks[token] = future
+        self._acks[token] = (batch, index)
         try:
-            await self._client.publish(subject, body, reply=prefix + token, headers=headers)
-        except BaseException:
-            self._acks.pop(token, None)
-            raise
-        return future
+            await self._client.publish(subject, body, reply=reply_prefix + token, headers=headers)
+        except (nats.errors.Error, OSError) as exc:
+            del self._acks[token]
+            if isinstance(exc, nats.errors.MaxPayloadError):
+                error, retryable = "message exceeds max_payload", False
+            else:
+                error, retryable = f"send failed: {type(exc).__name__} {exc}", True
+            return PublishOutcome(batch.event_id(index), ok=False, error=error, retryable=retryable)
+        batch.expect(index, token)
+        return None
 
     async def publish(self, events: Sequence[EventEnvelope]) -> list[PublishOutcome]:
         """Publish ``events`` in order; one outcome each, ``ok`` only after its JetStream ack.
@@ -562,62 +599,39 @@ class NatsPublisher:
                 for e in events
             ]
         outcomes: list[PublishOutcome | None] = [None] * len(events)
-        failed: dict[tuple[str, str, str], str] = {}
-        pending: list[tuple[int, asyncio.Future[_Ack]]] = []
-        limit = self._size_limit()
-        for index, event in enumerate(events):
-            key = aggregate_key(event)
-            if key in failed:
-                continue  # reported below, never sent
-            outcome: PublishOutcome | None = None
-            try:
-                subject, headers, body = self._message(event)
-            except ValidationError as exc:
-                outcome = PublishOutcome(
-                    event.id, ok=False, error=f"not publishable: {exc.message}", retryable=False
+        failed: set[tuple[str, str, str]] = set()
+        batch = _AckBatch(events)
+        reply_prefix = await self._ack_inbox()
+        try:
+            for index, event in enumerate(events):
+                key = aggregate_key(event)
+                if key in failed:
+                    continue  # reported below, never sent
+                prepared = self._refusal(event)
+                outcome = (
+                    prepared
+                    if isinstance(prepared, PublishOutcome)
+                    else await self._send(batch, index, reply_prefix, prepared)
                 )
-            else:
-                size = _wire_size(headers, body)
-                if size > limit:
-                    outcome = PublishOutcome(
-                        event.id,
-                        ok=False,
-                        error=f"message of {size} bytes exceeds the {limit} bytes NATS accepts",
-                        retryable=False,
-                    )
-                else:
-                    try:
-                        pending.append((index, await self._send(subject, headers, body)))
-                    except nats.errors.MaxPayloadError:
-                        outcome = PublishOutcome(
-                            event.id, ok=False, error="message exceeds max_payload", retryable=False
-                        )
-                    except (nats.errors.Error, OSError) as exc:
-                        outcome = PublishOutcome(
-                            event.id, ok=False, error=f"send failed: {type(exc).__name__} {exc}"
-                        )
-            if outcome is not None:
-                outcomes[index] = outcome
-                failed[key] = event.id
-
-        if pending:
-            await asyncio.wait([f for _, f in pending], timeout=self.ack_timeout)
-            for index, future in pending:
-                if future.done():
-                    ack = future.result()
-                    outcomes[index] = PublishOutcome(
-                        events[index].id, ok=ack.ok, error=ack.error, retryable=ack.retryable
-                    )
-                else:
-                    future.cancel()
-                    outcomes[index] = PublishOutcome(
-                        events[index].id,
-                        ok=False,
-                        error=f"no JetStream ack within {self.ack_timeout:g}s",
-                    )
-            tokens = [t for t, f in self._acks.items() if f.done()]
-            for token in tokens:
-                del self._acks[token]
+                if outcome is not None:
+                    outcomes[index] = outcome
+                    failed.add(key)
+            await batch.wait(self.ack_timeout)
+        finally:
+            for token in batch.tokens:  # acks still missing are reported as timed out
+                self._acks.pop(token, None)
+        for index, ack in batch.acks.items():
+            outcomes[index] = (
+                PublishOutcome(
+                    events[index].id,
+                    ok=False,
+                    error=f"no JetStream ack within {self.ack_timeout:g}s",
+                )
+                if ack is None
+                else PublishOutcome(
+                    events[index].id, ok=ack.ok, error=ack.error, retryable=ack.retryable
+                )
+            )
         return hold_order(events, outcomes)
 
     async def close(self) -> None:

@@ -3,7 +3,8 @@
 The mapping is lossless: ``from_structured_json(to_structured_json(e)) == e`` and
 ``from_binary(*to_binary(e, binding=b), b) == e`` for every well-formed envelope, as long as
 producer and consumer use the same :class:`CloudEventOptions`. It needs nothing beyond the
-standard library (the official ``cloudevents`` package is only the test oracle).
+standard library and pydantic-core's JSON encoder (the official ``cloudevents`` package is
+only the test oracle).
 
 Attribute mapping (defaults: ``source_base="urn:finfactory"``, ``type_prefix=""``)::
 
@@ -83,6 +84,7 @@ from urllib.parse import quote, unquote_to_bytes
 import attrs
 
 from finfactory.events.envelope import EventEnvelope
+from finfactory.events.jsontext import encode_json
 from finfactory.kernel.errors import ConfigurationError, ValidationError
 
 __all__ = [
@@ -150,6 +152,7 @@ _FORBIDDEN_CHARS = re.compile(
 # HTTP and NATS header values: printable ASCII stays, except space (not in the range), the
 # double quote and the percent sign; everything else is percent-encoded from its UTF-8 bytes.
 _HEADER_SAFE: Final = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+_HEADER_PLAIN: Final = re.compile(r"[!#$&-~]*\Z")  # the characters of _HEADER_SAFE
 
 _SPAN_SALT: Final = b"finfactory.cloudevents.span\x00"
 
@@ -236,6 +239,8 @@ DEFAULT_OPTIONS: Final = CloudEventOptions()
 def _text(value: object, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError(f"{field} must be a non-empty string", field=field)
+    if value.isascii() and value.isprintable():  # the usual case, without the regex
+        return value
     if _FORBIDDEN_CHARS.search(value):
         raise ValidationError(
             f"{field} contains a character CloudEvents strings forbid "
@@ -271,6 +276,8 @@ def _strict_unquote(value: str, field: str) -> str:
 
 
 def _format_time(moment: object) -> str:
+    if type(moment) is datetime and moment.tzinfo is UTC:  # what the stores return
+        return moment.isoformat()[:-6] + "Z"
     if not isinstance(moment, datetime):
         raise ValidationError("recorded_at must be a datetime", field="recorded_at")
     offset = moment.utcoffset()
@@ -435,16 +442,11 @@ def to_cloudevent(
     return event
 
 
-def _dump_json(value: Any, field: str) -> bytes:
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{field} is not JSON: {exc}", field=field) from None
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        # An unpaired surrogate in the payload: \u-escape it, which JSON can carry losslessly.
-        return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+def _payload_json(envelope: EventEnvelope) -> bytes:
+    data = envelope.payload_json()
+    if not data.lstrip()[:1] == b"{":
+        raise ValidationError("payload must be a JSON object", field="payload")
+    return data
 
 
 def to_structured_json(
@@ -454,7 +456,9 @@ def to_structured_json(
 
     Send it with ``content-type: application/cloudevents+json``.
     """
-    return _dump_json(to_cloudevent(envelope, options), "payload")
+    head = encode_json(_attributes(envelope, options), "payload")
+    # The payload's JSON goes in as it is (a stored envelope's text is never decoded).
+    return b"".join((head[:-1], b',"data":', _payload_json(envelope), b"}"))
 
 
 @overload
@@ -497,7 +501,7 @@ def to_binary(
     """
     _check_binding(binding)
     attributes = _attributes(envelope, options)
-    body = _dump_json(_payload(envelope), "payload")
+    body = _payload_json(envelope)
     if binding == "kafka":
         kafka: dict[str, bytes] = {}
         for name, value in attributes.items():
@@ -507,7 +511,8 @@ def to_binary(
     headers: dict[str, str] = {}
     for name, value in attributes.items():
         header = "content-type" if binding == "http" and name == "datacontenttype" else "ce-" + name
-        headers[header] = quote(value, safe=_HEADER_SAFE)
+        # quote() leaves printable ASCII but '"' and '%' alone: skip the call for those.
+        headers[header] = value if _HEADER_PLAIN.match(value) else quote(value, safe=_HEADER_SAFE)
     return headers, body
 
 

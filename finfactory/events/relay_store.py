@@ -322,16 +322,16 @@ class SqlRelayStore:
     def _batch(
         self, conn: Connection, channel: str, partition: int, after: int, limit: int
     ) -> PartitionBatch:
-        from finfactory.adapters.sqlalchemy.kernel_store import envelope_from_row
-        from finfactory.adapters.sqlalchemy.tables import outbox
+        from finfactory.adapters.sqlalchemy.kernel_store import read_envelopes
 
-        rows = conn.execute(
-            select(outbox)
-            .where(outbox.c.partition == partition, outbox.c.position > after)
-            .order_by(outbox.c.position)
-            .limit(limit)
+        events = tuple(
+            read_envelopes(
+                conn,
+                "partition = :partition AND position > :after",
+                {"partition": partition, "after": after},
+                limit,
+            )
         )
-        events = tuple(envelope_from_row(row._mapping) for row in rows)
         return PartitionBatch(partition, after, events, self._blocked(conn, channel, partition))
 
     def _blocked(self, conn: Connection, channel: str, partition: int) -> dict[AggregateKey, int]:
@@ -475,8 +475,7 @@ class SqlRelayStore:
     def _aggregate_letters(
         self, conn: Connection, channel: str, aggregate_type: str, aggregate_id: str
     ) -> tuple[list[DeadLetter], list[EventEnvelope]]:
-        from finfactory.adapters.sqlalchemy.kernel_store import envelope_from_row
-        from finfactory.adapters.sqlalchemy.tables import outbox
+        from finfactory.adapters.sqlalchemy.kernel_store import read_envelopes
         from finfactory.adapters.sqlalchemy.tables import relay_dead_letters as d
 
         rows = conn.execute(
@@ -492,12 +491,10 @@ class SqlRelayStore:
         letters = [_letter(row._mapping) for row in rows]
         if not letters:
             return [], []
-        found = conn.execute(
-            select(outbox)
-            .where(outbox.c.position.in_([letter.position for letter in letters]))
-            .order_by(outbox.c.position)
+        positions = {f"p{i}": letter.position for i, letter in enumerate(letters)}
+        events = read_envelopes(
+            conn, f"position IN ({', '.join(':' + name for name in positions)})", positions
         )
-        events = [envelope_from_row(row._mapping) for row in found]
         if len(events) != len(letters):
             raise ConcurrencyError("dead-lettered events are missing from the outbox")
         return letters, events

@@ -191,6 +191,8 @@ class DriverSession:
 def read_ts(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
+    elif value.tzinfo is UTC:
+        return value  # type: ignore[no-any-return]
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
     return value.astimezone(UTC)  # type: ignore[no-any-return]
@@ -198,7 +200,3 @@ def read_ts(value: Any) -> datetime:
 
 def read_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
-
-
-def read_day(value: Any) -> date:
-    return date.fromisoformat(value) if isinstance(value, str) else value
