@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import multiprocessing
 import os
@@ -252,7 +253,9 @@ def consume(url: str, subject: str, expected: int, conn: Connection, timeout: fl
 
         async def on_message(msg: Any) -> None:
             received = time.time()
-            recorded = datetime.fromisoformat(msg.headers["ce-time"]).timestamp()
+            headers = msg.headers or {}
+            stamp = headers["ce-time"] if "ce-time" in headers else json.loads(msg.data)["time"]
+            recorded = datetime.fromisoformat(stamp).timestamp()
             latencies.append(received - recorded)
             if len(latencies) >= expected:
                 done.set()
@@ -410,7 +413,7 @@ def main() -> None:
         )
         if latencies:
             print(
-                f"(c) commit-to-consumer latency (binary mode, relay woken by NOTIFY), "
+                f"(c) commit-to-consumer latency (structured mode, relay woken by NOTIFY), "
                 f"{len(latencies):,} events posted live by another process at "
                 f"~{rate:,.0f} events/s:"
             )

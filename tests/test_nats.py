@@ -230,7 +230,7 @@ def test_binary_mode_subject_headers_dedup_and_round_trip(names: Names) -> None:
 
     async def scenario() -> None:
         publisher = await NatsPublisher.connect(
-            NATS_URL, subject_prefix=names.prefix, stream=names.stream
+            NATS_URL, subject_prefix=names.prefix, stream=names.stream, mode="binary"
         )
         assert publisher.channel == "nats"
         outcomes = await publisher.publish(events)
@@ -264,17 +264,14 @@ def test_binary_mode_subject_headers_dedup_and_round_trip(names: Names) -> None:
     run(scenario)
 
 
-def test_structured_mode(names: Names) -> None:
+def test_structured_mode_is_the_default(names: Names) -> None:
     events = [envelope(1, "acc-9"), envelope(2, "acc-9")]
 
     async def scenario() -> None:
         publisher = await NatsPublisher.connect(
-            NATS_URL,
-            subject_prefix=names.prefix,
-            stream=names.stream,
-            mode="structured",
-            channel="nats-structured",
+            NATS_URL, subject_prefix=names.prefix, stream=names.stream, channel="nats-structured"
         )
+        assert publisher.mode == "structured"
         assert publisher.channel == "nats-structured"
         assert all(o.ok for o in await publisher.publish(events))
         assert all(o.ok for o in await publisher.publish(events))
