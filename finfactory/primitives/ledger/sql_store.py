@@ -98,7 +98,20 @@ class SqlLedgerStore:
         return [_account(r._mapping) for r in rows]
 
     def existing_references(self, tenant_id: str, references: Collection[str]) -> set[str]:
-        condition, params = self._in("reference", list(references), "r")
+        wanted = list(references)
+        if self._drv.postgres and len(wanted) > 1:
+            # One unique-index probe per reference, whatever the table statistics say: with
+            # "reference = ANY(...)" a planner that has not analysed the table yet scans all
+            # of the tenant's journals instead (seen: 4 ms for a batch of 100 on a fresh
+            # database, growing with the table). LIMIT 1 keeps the probe a nested loop.
+            rows = self._drv.query(
+                "SELECT found.reference FROM unnest(CAST(:r AS varchar[])) AS wanted(reference),"
+                " LATERAL (SELECT reference FROM ledger_journals WHERE tenant_id = :tenant_id"
+                " AND reference = wanted.reference LIMIT 1) AS found",
+                {"r": wanted, "tenant_id": tenant_id},
+            )
+            return {r[0] for r in rows}
+        condition, params = self._in("reference", wanted, "r")
         params["tenant_id"] = tenant_id
         rows = self._drv.query(
             f"SELECT reference FROM ledger_journals WHERE tenant_id = :tenant_id AND {condition}",
