@@ -26,7 +26,12 @@ class AccountType(StrEnum):
 
     @property
     def debit_normal(self) -> bool:
-        return self in (AccountType.ASSET, AccountType.EXPENSE)
+        return self in _DEBIT_NORMAL
+
+
+# A set lookup hashes the member's text; the tuple test compared members one by one, and
+# every balance read asks this.
+_DEBIT_NORMAL: frozenset[AccountType] = frozenset({AccountType.ASSET, AccountType.EXPENSE})
 
 
 class BalanceBound(StrEnum):
