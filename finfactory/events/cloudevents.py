@@ -75,10 +75,10 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Final, Literal, overload
+from typing import Any, Final, Literal, TypeVar, overload
 from urllib.parse import quote, unquote_to_bytes
 
 import attrs
@@ -106,6 +106,8 @@ __all__ = [
     "to_structured_json",
     "traceparent_for",
 ]
+
+_T = TypeVar("_T")
 
 SPECVERSION: Final = "1.0"
 DATA_CONTENT_TYPE: Final = "application/json"
@@ -391,28 +393,27 @@ def _kind_attributes(
     )
 
 
-def _check_kind_fields(envelope: EventEnvelope) -> None:
-    for name in ("source", "tenant_id", "event_type", "aggregate_type"):
-        _text(getattr(envelope, name), name)
+def _for_kind(cached: Callable[..., _T], envelope: EventEnvelope, options: CloudEventOptions) -> _T:
+    """``cached`` (one of the per-kind caches) for the kind of ``envelope``."""
+    _uint(envelope.schema_version, "schema_version")  # True == 1 would hit 1's cache entry
+    try:
+        return cached(
+            options,
+            envelope.source,
+            envelope.tenant_id,
+            envelope.event_type,
+            envelope.schema_version,
+            envelope.aggregate_type,
+        )
+    except TypeError:  # an unhashable value where a string belongs
+        for name in ("source", "tenant_id", "event_type", "aggregate_type"):
+            _text(getattr(envelope, name), name)
+        raise
 
 
 def _attributes(envelope: EventEnvelope, options: CloudEventOptions) -> dict[str, str]:
     """Every context attribute of ``envelope``, all as strings, in a stable order."""
-    _uint(envelope.schema_version, "schema_version")  # True == 1 would hit 1's cache entry
-    try:
-        shared = dict(
-            _kind_attributes(
-                options,
-                envelope.source,
-                envelope.tenant_id,
-                envelope.event_type,
-                envelope.schema_version,
-                envelope.aggregate_type,
-            )
-        )
-    except TypeError:  # an unhashable value where a string belongs
-        _check_kind_fields(envelope)
-        raise
+    shared = dict(_for_kind(_kind_attributes, envelope, options))
     aggregate_id = _text(envelope.aggregate_id, "aggregate_id")
     attributes = {
         "specversion": SPECVERSION,
@@ -477,19 +478,7 @@ def to_structured_json(
     # together), written straight as JSON text: those an event kind shares come encoded
     # once from a cache, and the payload's JSON goes in as it is (a stored envelope's text
     # is never decoded). A relay in structured mode spends most of its time here.
-    _uint(envelope.schema_version, "schema_version")
-    try:
-        source_type, schema, tenant_kind, version = _kind_json(
-            options,
-            envelope.source,
-            envelope.tenant_id,
-            envelope.event_type,
-            envelope.schema_version,
-            envelope.aggregate_type,
-        )
-    except TypeError:  # an unhashable value where a string belongs
-        _check_kind_fields(envelope)
-        raise
+    source_type, schema, tenant_kind, version = _for_kind(_kind_json, envelope, options)
     aggregate_id = _json_text(_text(envelope.aggregate_id, "aggregate_id"))
     subject = _json_text(f"{envelope.aggregate_type}/{envelope.aggregate_id}")
     head = (
