@@ -426,9 +426,7 @@ def _attributes(envelope: EventEnvelope, options: CloudEventOptions) -> dict[str
         "dataschema": shared["dataschema"],
         "traceparent": traceparent_for(envelope),
         "partitionkey": aggregate_id,
-        "sequence": str(_uint(envelope.aggregate_sequence, "aggregate_sequence")).zfill(
-            _SEQUENCE_WIDTH
-        ),
+        "sequence": _sequence(envelope.aggregate_sequence),
         "tenantid": shared["tenantid"],
         "aggregatetype": shared["aggregatetype"],
         "aggregateid": aggregate_id,
