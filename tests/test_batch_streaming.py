@@ -57,6 +57,12 @@ def test_rejection_after_written_chunks_leaves_nothing(
     assert len(result.journals) == size
     assert ledger.balance(ctx, wallet.id).posted == Money(f"{size}.00", "PHP")
     events = list(OutboxReader(storage).drain())
-    assert len(events) == events_before + 3 * size
+    # A journal.posted per journal, then one balance.updated per account with its balance
+    # after the whole batch, caused by the batch's last journal.
+    new = events[events_before:]
+    assert [e.event_type for e in new] == ["journal.posted"] * size + ["balance.updated"] * 2
+    balances = {e.payload["account_id"]: e.payload for e in new[size:]}
+    assert balances[wallet.id]["posted"] == {"amount": f"{size}.00", "currency": "PHP"}
+    assert {b["cause_id"] for b in balances.values()} == {result.journals[-1].id}
     positions = [e.position or 0 for e in events]
     assert positions == sorted(positions)

@@ -383,7 +383,8 @@ def report(services: Ewallet, client: Client, wallets: dict[str, str]) -> None:
         "journal.posted",
     ):
         expect(counts[wanted] > 0, f"{wanted} was emitted")
-    # balance.updated follows every journal (one per leg); the counts above show them.
+    # balance.updated follows every journal (one per account it touches); the counts above
+    # show them.
     print_table(
         "Event log (without balance.updated)",
         ["#", "event type", "aggregate", "what"],

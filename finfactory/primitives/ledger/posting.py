@@ -77,10 +77,12 @@ def emit_balance(
 
 
 def apply_journal(scope: CommandScope, accounts: dict[str, Account], spec: JournalSpec) -> Journal:
-    """Post ``spec`` onto ``accounts`` (updated in place) and emit its events.
+    """Post ``spec`` onto ``accounts`` (updated in place) and emit its journal.posted.
 
-    Raises a DomainError before anything is emitted if the journal is unbalanced, names an
-    unknown, inactive or wrong-currency account, or breaches a balance bound.
+    The accounts' balance.updated events are the caller's to emit once the command has posted
+    all its journals (:func:`emit_journal_balances`). Raises a DomainError before anything is
+    emitted if the journal is unbalanced, names an unknown, inactive or wrong-currency
+    account, or breaches a balance bound.
     """
     check_balanced(spec.legs)
     journal_id = scope.ids.new_id()
@@ -146,9 +148,26 @@ def apply_journal(scope: CommandScope, accounts: dict[str, Account], spec: Journ
         journal.id,
         1,
     )
-    for acc in touched.values():
-        accounts[acc.id] = emit_balance(scope, acc, "journal", journal.id, views[acc.id])
+    accounts.update(touched)
     return journal
+
+
+def emit_journal_balances(
+    scope: CommandScope, accounts: dict[str, Account], journals: Sequence[Journal]
+) -> None:
+    """One balance.updated per account the journals touched, with its balance after all of
+    them and the last of them as its cause.
+
+    A command's journals commit together, so a balance between two of them is never visible
+    to anyone; each journal.posted still carries the balances right after its journal.
+    Accounts come in the order the journals first touch them.
+    """
+    causes: dict[str, str] = {}
+    for journal in journals:
+        for entry in journal.entries:
+            causes[entry.account_id] = journal.id
+    for account_id, journal_id in causes.items():
+        accounts[account_id] = emit_balance(scope, accounts[account_id], "journal", journal_id)
 
 
 def expired(expires_at: datetime | None, now: datetime) -> bool:

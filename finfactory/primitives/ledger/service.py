@@ -52,6 +52,7 @@ from finfactory.primitives.ledger.posting import (
     LegSpec,
     apply_journal,
     emit_balance,
+    emit_journal_balances,
     expired,
     money,
 )
@@ -283,6 +284,9 @@ class LedgerService:
                 journal = apply_journal(scope, accounts, spec)
                 store.add_journal(journal)
                 journals.append(journal)
+            if start + BATCH_CHUNK >= len(specs):
+                # The balances' events (and version bumps) go with the last chunk's save.
+                emit_journal_balances(scope, accounts, journals)
             changed = [acc for aid, acc in accounts.items() if acc is not before[aid]]
             store.save_accounts(changed)
             store.flush()
@@ -464,6 +468,7 @@ class LedgerService:
                     f"journal reference {command.reference} is already used", field="reference"
                 )
             journal = apply_journal(scope, accounts, spec)
+            emit_journal_balances(scope, accounts, [journal])
             store.add_journal(journal)
             hold = attrs.evolve(
                 hold,
