@@ -17,6 +17,7 @@ from finfactory.kernel.money import (
     currency,
     from_minor,
     minor_exponent,
+    minor_to_str,
     money_from_json,
     money_to_json,
     parse_amount,
@@ -108,6 +109,12 @@ def test_from_minor_gives_exact_amount_with_fixed_digits(minor: int, code: str, 
     assert money.amount == Decimal(text)
     assert str(money.amount) == text
     assert to_minor(money, allow_negative=True) == (minor, code)
+
+
+@given(minor=minor_units, exponent=st.integers(min_value=0, max_value=6))
+def test_minor_to_str_is_the_exact_decimal_with_fixed_digits(minor: int, exponent: int) -> None:
+    expected = f"{Decimal(minor).scaleb(-exponent):.{exponent}f}"
+    assert minor_to_str(minor, exponent) == expected
 
 
 @given(minor=minor_units, code=codes)

@@ -142,9 +142,12 @@ def minor_to_str(minor: int, exponent: int) -> str:
     """Exact decimal text of ``minor`` units: (12345, 2) -> "123.45", (-5, 2) -> "-0.05"."""
     if exponent == 0:
         return str(minor)
-    sign = "-" if minor < 0 else ""
-    whole, frac = divmod(abs(minor), 10**exponent)
-    return f"{sign}{whole}.{frac:0{exponent}d}"
+    if minor < 0:
+        return "-" + minor_to_str(-minor, exponent)
+    # Text slicing: about twice as fast as divmod and a format spec (every amount in every
+    # event payload comes through here).
+    digits = str(minor).zfill(exponent + 1)
+    return f"{digits[:-exponent]}.{digits[-exponent:]}"
 
 
 def money_to_json(money: Money) -> dict[str, str]:

@@ -63,6 +63,10 @@ _INSERT_EVENT_SQL = (
     " :aggregate_type, :aggregate_id, :aggregate_sequence, :payload, :recorded_at, :trace_id,"
     " :correlation_id, :causation_id, :partition)"
 )
+_LATEST_CONFIG = (
+    'SELECT section, version, "values", changed_by, changed_at, reason FROM ff_tenant_config'
+    " WHERE tenant_id = :tenant_id AND section = :section ORDER BY version DESC LIMIT 1"
+)
 _OUTBOX_LOCK = "SELECT pg_advisory_xact_lock(:key)"
 OUTBOX_CHANNEL = "ff_outbox"
 _NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
@@ -239,17 +243,19 @@ class SqlKernelStore:
 
     # -- tenant configuration ---------------------------------------------------------------
     def config_latest(self, tenant_id: str, section: str) -> ConfigVersion | None:
-        row = (
-            self._core()
-            .execute(
-                select(tenant_config)
-                .where(tenant_config.c.tenant_id == tenant_id, tenant_config.c.section == section)
-                .order_by(tenant_config.c.version.desc())
-                .limit(1)
-            )
-            .first()
+        # Most commands read a setting: straight through the driver, in the write pipeline.
+        rows = self._drv.query(_LATEST_CONFIG, {"tenant_id": tenant_id, "section": section})
+        if not rows:
+            return None
+        section_, version, values, changed_by, changed_at, reason = rows[0]
+        return ConfigVersion(
+            section=section_,
+            version=int(version),
+            values=read_json(values),
+            changed_by=changed_by,
+            changed_at=read_ts(changed_at),
+            reason=reason,
         )
-        return None if row is None else _config(row._mapping)
 
     def config_history(self, tenant_id: str, section: str) -> list[ConfigVersion]:
         rows = self._core().execute(

@@ -39,12 +39,13 @@ def money(minor: int, currency: str) -> dict[str, str]:
 
 
 def balance_view(acc: Account) -> dict[str, Any]:
+    posted, held, currency = acc.posted, acc.held, acc.currency
     return dict(
         account_id=acc.id,
         account_code=acc.code,
-        posted=money(acc.posted, acc.currency),
-        held=money(acc.held, acc.currency),
-        available=money(acc.available, acc.currency),
+        posted=money(posted, currency),
+        held=money(held, currency),
+        available=money(posted - held, currency),
     )
 
 
