@@ -13,7 +13,9 @@ constraints and triggers included):
 * the same two for batch posting (``post_journals``, 100 journals per call / per transaction):
   a journal.posted per journal, and one balance.updated per account for the whole batch.
 
-It prints postings/s for each and the ratio library/raw. Nothing here is asserted.
+Library and raw take turns in rounds (5 by default), so that a machine whose speed drifts
+during the run slows both alike; it prints the median postings/s of each and the median of the
+per-round ratios library/raw. Nothing here is asserted.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import psycopg
@@ -102,32 +106,44 @@ def timed(fn: Callable[[], None]) -> float:
 
 
 # -- the library -------------------------------------------------------------------------
-def library_single(engine: sa.Engine, n: int) -> float:
-    ledger = LedgerService(SqlStorage(engine), default_policy(), SystemClock(), UuidGenerator())
-    cash, wallet = open_pair(ledger, "single")
-    for i in range(20):  # warm caches (compiled SQL, pool, imports)
-        ledger.post_journal(CTX, journal(i, cash, wallet, "warm"), idempotency_key=f"warm-{i}")
+class LibraryPoster:
+    """Posts through ``LedgerService`` between one pair of accounts, continuing its numbering
+    from call to call so that rounds can alternate with the raw driver."""
 
-    def run() -> None:
-        for i in range(n):
-            ledger.post_journal(CTX, journal(i, cash, wallet, "s"), idempotency_key=f"s-{i}")
+    def __init__(self, engine: sa.Engine, tag: str) -> None:
+        storage = SqlStorage(engine)
+        self.ledger = LedgerService(storage, default_policy(), SystemClock(), UuidGenerator())
+        self.cash, self.wallet = open_pair(self.ledger, tag)
+        self.tag, self.done = tag, 0
+        for i in range(20):  # warm caches (compiled SQL, pool, imports)
+            self.ledger.post_journal(
+                CTX, journal(i, self.cash, self.wallet, f"warm-{tag}"), idempotency_key=f"w{tag}{i}"
+            )
 
-    return n / timed(run)
+    def single(self, n: int) -> float:
+        first, self.done = self.done, self.done + n
+        commands = [journal(i, self.cash, self.wallet, self.tag) for i in range(first, first + n)]
 
+        def run() -> None:
+            for i, command in enumerate(commands, first):
+                self.ledger.post_journal(CTX, command, idempotency_key=f"{self.tag}-{i}")
 
-def library_batch(engine: sa.Engine, n: int, size: int) -> float:
-    ledger = LedgerService(SqlStorage(engine), default_policy(), SystemClock(), UuidGenerator())
-    cash, wallet = open_pair(ledger, "batch")
-    batches = [
-        c.PostJournals(journals=[journal(b * size + i, cash, wallet, "b") for i in range(size)])
-        for b in range(n // size)
-    ]
+        return n / timed(run)
 
-    def run() -> None:
-        for b, batch in enumerate(batches):
-            ledger.post_journals(CTX, batch, idempotency_key=f"b-{b}")
+    def batch(self, n: int, size: int) -> float:
+        first, self.done = self.done, self.done + n
+        batches = [
+            c.PostJournals(
+                journals=[journal(i, self.cash, self.wallet, self.tag) for i in range(b, b + size)]
+            )
+            for b in range(first, first + n, size)
+        ]
 
-    return (len(batches) * size) / timed(run)
+        def run() -> None:
+            for b, batch in enumerate(batches):
+                self.ledger.post_journals(CTX, batch, idempotency_key=f"{self.tag}-{first}-{b}")
+
+        return n / timed(run)
 
 
 # -- the raw driver ----------------------------------------------------------------------
@@ -277,106 +293,148 @@ def seed_raw(execute: Callable[[str, dict[str, Any]], object], now: Any) -> tupl
     return cash, wallet
 
 
-def raw_sqlite(path: Path, sample: dict[str, Any], n: int, per_tx: int) -> float:
+class RawPoster:
+    """The same rows as the library, written with the bare driver: one statement per row,
+    ``per_tx`` postings per transaction."""
+
+    def __init__(
+        self,
+        execute: Callable[[str, dict[str, Any]], object],
+        transaction: Callable[[], AbstractContextManager[object]],
+        close: Callable[[], None],
+        sample: dict[str, Any],
+        now: Any,
+        tag: str,
+    ) -> None:
+        self.execute, self.transaction, self.close = execute, transaction, close
+        self.sample, self.now, self.tag, self.done = sample, now, tag, 0
+        with transaction():
+            self.cash, self.wallet = seed_raw(execute, now)
+
+    def post(self, n: int, per_tx: int) -> float:
+        first, self.done = self.done, self.done + n
+        last_of_tx = [(i + 1) % per_tx == 0 for i in range(first, first + n)]
+        work = [
+            raw_rows(i, self.tag, self.cash, self.wallet, self.sample, self.now, last)
+            for i, last in zip(range(first, first + n), last_of_tx, strict=True)
+        ]
+
+        def run() -> None:
+            for start in range(0, n, per_tx):
+                with self.transaction():
+                    for rows in work[start : start + per_tx]:
+                        for sql, params in rows:
+                            self.execute(sql, params)
+
+        return n / timed(run)
+
+
+def raw_sqlite(path: Path, sample: dict[str, Any], tag: str) -> RawPoster:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
+
+    @contextmanager
+    def transaction() -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        yield
+        conn.execute("COMMIT")
+
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    cash, wallet = seed_raw(conn.execute, now)
-    work = [
-        raw_rows(i, f"r{per_tx}", cash, wallet, sample, now, (i + 1) % per_tx == 0)
-        for i in range(n)
-    ]
-
-    def run() -> None:
-        for start in range(0, n, per_tx):
-            conn.execute("BEGIN IMMEDIATE")
-            for rows in work[start : start + per_tx]:
-                for sql, params in rows:
-                    conn.execute(sql, params)
-            conn.execute("COMMIT")
-
-    rate = n / timed(run)
-    conn.close()
-    return rate
+    return RawPoster(conn.execute, transaction, conn.close, sample, now, tag)
 
 
-def raw_postgres(url: str, sample: dict[str, Any], n: int, per_tx: int) -> float:
+def raw_postgres(url: str, sample: dict[str, Any], tag: str) -> RawPoster:
     dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     conn = psycopg.connect(dsn)
-    now = datetime.now(UTC)
     pattern = re.compile(r":([a-z]+)")
     cache: dict[str, str] = {}
 
-    def pg(sql: str) -> str:
+    def execute(sql: str, params: dict[str, Any]) -> None:
         if sql not in cache:
             cache[sql] = pattern.sub(r"%(\1)s", sql)
-        return cache[sql]
+        conn.execute(cache[sql], params)
 
-    def run_one(sql: str, params: dict[str, Any]) -> None:
-        conn.execute(pg(sql), params)
-
-    with conn.transaction():
-        cash, wallet = seed_raw(run_one, now)
-    work = [
-        raw_rows(i, f"r{per_tx}", cash, wallet, sample, now, (i + 1) % per_tx == 0)
-        for i in range(n)
-    ]
-
-    def run() -> None:
-        for start in range(0, n, per_tx):
-            with conn.transaction():
-                for rows in work[start : start + per_tx]:
-                    for sql, params in rows:
-                        conn.execute(pg(sql), params)
-
-    rate = n / timed(run)
-    conn.close()
-    return rate
+    return RawPoster(execute, conn.transaction, conn.close, sample, datetime.now(UTC), tag)
 
 
 # -- report ------------------------------------------------------------------------------
-def report(name: str, lib: float, raw: float) -> None:
-    print(f"{name:<34} library {lib:>9,.0f}/s   raw {raw:>9,.0f}/s   ratio {lib / raw:5.2f}")
+def alternate(
+    library: Callable[[int], float], raw: Callable[[int], float], n: int, rounds: int
+) -> tuple[float, float, float]:
+    """Library and raw take turns, ``n / rounds`` postings each per turn: a machine whose
+    speed drifts during the run then slows both alike. Medians of the rates and of the
+    per-round ratios."""
+    lib_rates, raw_rates = [], []
+    for _ in range(rounds):
+        lib_rates.append(library(n // rounds))
+        raw_rates.append(raw(n // rounds))
+    ratios = [lib / raw for lib, raw in zip(lib_rates, raw_rates, strict=True)]
+    return median(lib_rates), median(raw_rates), median(ratios)
+
+
+def report(name: str, figures: tuple[float, float, float]) -> None:
+    lib, raw, ratio = figures
+    print(f"{name:<34} library {lib:>9,.0f}/s   raw {raw:>9,.0f}/s   ratio {ratio:5.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postings", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     args = parser.parse_args()
-    n, size = args.postings, args.batch_size
-    print(f"{n} two-leg postings each; batch = {size} journals per call/transaction")
+    n, size, rounds = args.postings, args.batch_size, args.rounds
+    if n % (rounds * size):
+        parser.error("--postings must be a multiple of --rounds x --batch-size")
+    print(
+        f"{n} two-leg postings each, in {rounds} rounds alternating library and raw;"
+        f" batch = {size} journals per call/transaction"
+    )
 
     if args.only != "postgres":
         with tempfile.TemporaryDirectory() as tmp:
             lib_engine = fresh_sqlite(Path(tmp) / "lib.db")
-            single = library_single(lib_engine, n)
+            single_lib = LibraryPoster(lib_engine, "s")
             sample = sample_rows(lib_engine)
-            batch = library_batch(lib_engine, n, size)
+            fresh_sqlite(Path(tmp) / "raw1.db").dispose()
+            single_raw = raw_sqlite(Path(tmp) / "raw1.db", sample, "r1")
+            single = alternate(single_lib.single, lambda k: single_raw.post(k, 1), n, rounds)
+            single_raw.close()
+            batch_lib = LibraryPoster(lib_engine, "b")
+            fresh_sqlite(Path(tmp) / "raw2.db").dispose()
+            batch_raw = raw_sqlite(Path(tmp) / "raw2.db", sample, f"r{size}")
+            batch = alternate(
+                lambda k: batch_lib.batch(k, size), lambda k: batch_raw.post(k, size), n, rounds
+            )
+            batch_raw.close()
             lib_engine.dispose()
-            for name in ("raw1.db", "raw2.db"):
-                fresh_sqlite(Path(tmp) / name).dispose()
-            raw_single = raw_sqlite(Path(tmp) / "raw1.db", sample, n, 1)
-            raw_batch = raw_sqlite(Path(tmp) / "raw2.db", sample, n, size)
-        report("SQLite (file, WAL) single", single, raw_single)
-        report("SQLite (file, WAL) batch", batch, raw_batch)
+        report("SQLite (file, WAL) single", single)
+        report("SQLite (file, WAL) batch", batch)
 
     if args.only != "sqlite":
+        lib_url = sa.make_url(args.pg_url)
+        raw_url = lib_url.set(database=f"{lib_url.database}_raw").render_as_string(False)
         lib_engine = fresh_pg(args.pg_url)
-        single = library_single(lib_engine, n)
+        single_lib = LibraryPoster(lib_engine, "s")
         sample = sample_rows(lib_engine)
-        batch = library_batch(lib_engine, n, size)
+        fresh_pg(raw_url).dispose()
+        single_raw = raw_postgres(raw_url, sample, "r1")
+        single = alternate(single_lib.single, lambda k: single_raw.post(k, 1), n, rounds)
+        single_raw.close()
+        batch_lib = LibraryPoster(lib_engine, "b")
+        fresh_pg(raw_url).dispose()
+        batch_raw = raw_postgres(raw_url, sample, f"r{size}")
+        batch = alternate(
+            lambda k: batch_lib.batch(k, size), lambda k: batch_raw.post(k, size), n, rounds
+        )
+        batch_raw.close()
         lib_engine.dispose()
-        fresh_pg(args.pg_url).dispose()
-        raw_single = raw_postgres(args.pg_url, sample, n, 1)
-        fresh_pg(args.pg_url).dispose()
-        raw_batch = raw_postgres(args.pg_url, sample, n, size)
-        report("PostgreSQL single", single, raw_single)
-        report("PostgreSQL batch", batch, raw_batch)
+        report("PostgreSQL single", single)
+        report("PostgreSQL batch", batch)
 
 
 if __name__ == "__main__":
