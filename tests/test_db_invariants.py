@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from moneyed import Money
 
 from finfactory.adapters.sqlalchemy.storage import SqlStorage
 from finfactory.kernel.authz import default_policy
@@ -142,6 +143,44 @@ def test_pg_balanced_journal_written_directly_is_accepted(pg: sa.Engine) -> None
         _entry(conn, "j-ok", 1, bank, direction="credit", amount=60)
         _entry(conn, "j-ok", 2, bank, direction="credit", amount=40)
     assert _count(pg, entries) == 3
+
+
+@pytest.mark.postgres
+def test_pg_check_stays_deferred_for_the_callers_writes_around_a_ledger_command(
+    pg: sa.Engine,
+) -> None:
+    """The library checks its own entries as its statement ends; a caller's journal written
+    over several statements in the same transaction is still checked only at commit."""
+    cash, bank = _open(pg, "cash"), _open(pg, "bank")
+    ledger = _ledger(pg)
+    amount = Money("1.00", "PHP")
+    legs = [
+        c.Leg(account_id=cash, direction="debit", amount=amount),
+        c.Leg(account_id=bank, direction="credit", amount=amount),
+    ]
+    with pg.connect() as conn:
+        tx = conn.begin()
+        _journal(conn, "j-caller")
+        _entry(conn, "j-caller", 0, cash, direction="debit", amount=100)  # half a journal
+        with SqlStorage.join(conn) as uow:
+            ledger.post_journals(
+                _ctx(),
+                c.PostJournals(journals=[c.PostJournal(reference="lib", legs=legs)]),
+                uow=uow,
+            )
+        _entry(conn, "j-caller", 1, bank, direction="credit", amount=100)  # now it balances
+        tx.commit()
+    assert _count(pg, journals) == 2
+
+    with pg.connect() as conn:
+        tx = conn.begin()
+        with SqlStorage.join(conn) as uow:
+            ledger.post_journal(_ctx(), c.PostJournal(reference="lib-2", legs=legs), uow=uow)
+        _journal(conn, "j-unbalanced")
+        _entry(conn, "j-unbalanced", 0, cash, direction="debit", amount=100, account_sequence=2000)
+        with pytest.raises(sa.exc.IntegrityError, match="does not balance"):
+            tx.commit()
+    assert _count(pg, journals) == 2
 
 
 # -- both SQL backends: CHECK constraints ---------------------------------------------------

@@ -25,9 +25,14 @@ from finfactory.primitives.ledger.tables import accounts, entries, holds, journa
 
 
 class SqlLedgerStore:
-    def __init__(self, conn: Connection, driver: DriverSession) -> None:
+    def __init__(
+        self, conn: Connection, driver: DriverSession, *, owns_transaction: bool = False
+    ) -> None:
         self._conn = conn
         self._drv = driver
+        # In a transaction of our own, every journal's entries are ours, each written in one
+        # statement: the balance check can run as that statement ends (see flush).
+        self._check_balance_early = owns_transaction and driver.postgres
         self._lock = conn.dialect.name == "postgresql"
         self._new_accounts: list[dict[str, Any]] = []
         self._saved_accounts: dict[str, Account] = {}
@@ -292,7 +297,18 @@ class SqlLedgerStore:
             drv.queue(_INSERT_JOURNAL, self._new_journals)
             for row in self._new_entries:
                 row["posted_at"] = drv.ts(row["posted_at"])
-            drv.queue(_INSERT_ENTRY, self._new_entries)
+            if self._check_balance_early:
+                # The balance check is deferred to commit for writers that add a journal's
+                # entries over several statements; ours go in one statement, so the check
+                # runs as that statement ends: the server does it while Python works on the
+                # next chunk, instead of at commit, when everything waits for it. Not in a
+                # caller's transaction: switching to IMMEDIATE would also check, at once,
+                # the caller's own journals still being written.
+                drv.queue(_CHECK_BALANCE_NOW, [{}])
+                drv.queue(_INSERT_ENTRY, self._new_entries)
+                drv.queue(_CHECK_BALANCE_AT_COMMIT, [{}])
+            else:
+                drv.queue(_INSERT_ENTRY, self._new_entries)
         if self._new_holds:
             for row in self._new_holds:
                 row["metadata"] = drv.json(row["metadata"])
@@ -363,6 +379,8 @@ _INSERT_HOLD = _insert_sql(
     " captured_amount, expires_at, created_at, released_at, capture_journal_id, metadata,"
     " version",
 )
+_CHECK_BALANCE_NOW = "SET CONSTRAINTS ledger_entries_balanced IMMEDIATE"
+_CHECK_BALANCE_AT_COMMIT = "SET CONSTRAINTS ledger_entries_balanced DEFERRED"
 _SAVE_ACCOUNT = (
     "UPDATE ledger_accounts SET status = :status, debits_posted = :dp, credits_posted = :cp,"
     " debits_held = :dh, credits_held = :ch, version = :version, entry_count = :entry_count"

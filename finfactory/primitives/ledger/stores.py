@@ -14,7 +14,7 @@ def default_store_factory(uow: UnitOfWork) -> LedgerStore:
     if isinstance(uow, SqlUnitOfWork):
         from finfactory.primitives.ledger.sql_store import SqlLedgerStore
 
-        return SqlLedgerStore(uow.connection, uow.driver)
+        return SqlLedgerStore(uow.connection, uow.driver, owns_transaction=uow.owns_transaction)
     if isinstance(uow, MemoryUnitOfWork):
         from finfactory.primitives.ledger.memory_store import MemoryLedgerStore
 
