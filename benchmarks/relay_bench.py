@@ -64,7 +64,15 @@ PG_URL = os.environ.get(
 NATS_URL = os.environ.get("FINFACTORY_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 CTX = RequestContext("bench", Actor("bench-runner", ActorKind.SERVICE, frozenset({"admin"})))
 JOURNALS_PER_CALL = 100
-EVENTS_PER_JOURNAL = 3
+# A post_journals call between two accounts: a journal.posted per journal, and one
+# balance.updated per account for the call.
+BALANCE_EVENTS_PER_CALL = 2
+
+
+def events_per_call(journals: int) -> int:
+    return journals + BALANCE_EVENTS_PER_CALL
+
+
 Mode = Literal["binary", "structured"]
 MODES: tuple[Mode, ...] = ("binary", "structured")
 
@@ -132,14 +140,14 @@ def outbox_count(engine: sa.Engine) -> int:
 def seed(ledger: LedgerService, events: int, tag: str) -> None:
     """Commit at least ``events`` outbox events: journals posted 100 per call."""
     cash, wallet = open_pair(ledger, tag)
-    remaining = math.ceil(events / EVENTS_PER_JOURNAL)
+    remaining = events
     call = 0
     while remaining > 0:
-        size = min(JOURNALS_PER_CALL, remaining)
+        size = max(1, min(JOURNALS_PER_CALL, remaining - BALANCE_EVENTS_PER_CALL))
         ledger.post_journals(
             CTX, journals(size, cash, wallet, f"{tag}-{call}"), idempotency_key=f"{tag}-{call}"
         )
-        remaining -= size
+        remaining -= events_per_call(size)
         call += 1
 
 
@@ -310,8 +318,8 @@ async def relay_latency(
     while await relay.run_once():  # the backlog and the account openings, before measuring
         pass
 
-    calls = math.ceil(events / (per_call * EVENTS_PER_JOURNAL))
-    expected = calls * per_call * EVENTS_PER_JOURNAL
+    calls = math.ceil(events / events_per_call(per_call))
+    expected = calls * events_per_call(per_call)
     spawn = multiprocessing.get_context("spawn")
     ours, theirs = spawn.Pipe()
     consumer = spawn.Process(target=consume, args=(NATS_URL, f"{prefix}.>", expected, theirs, 60))
@@ -368,7 +376,8 @@ def main() -> None:
         n = outbox_count(engine)
         print(
             f"seeded {n:,} outbox events in {time.perf_counter() - started:.1f}s "
-            f"({JOURNALS_PER_CALL} journals per post_journals call, 3 events per journal)"
+            f"({JOURNALS_PER_CALL} journals per post_journals call: a journal.posted each"
+            f" and {BALANCE_EVENTS_PER_CALL} balance.updated per call)"
         )
         with engine.connect() as conn:  # start the measurements from a quiet database
             conn.exec_driver_sql("CHECKPOINT")
