@@ -259,16 +259,14 @@ class CommandRunner:
                         scope.summary,
                     )
                 else:
-                    # Events before the audit record: on PostgreSQL the outbox lock is then
-                    # always taken before the tenant's audit head (one lock order, no deadlock).
-                    # Before the stored result too, so a store may start writing them while
-                    # the result is serialised.
-                    if scope.events:
-                        tx.kernel.append_events(self._envelopes(scope, scope.events))
                     if idempotency_key is not None:
                         tx.kernel.complete_idempotency(
                             ctx.tenant_id, idempotency_key, True, result.model_dump_json()
                         )
+                    # Events before the audit record: on PostgreSQL the outbox lock is then
+                    # always taken before the tenant's audit head (one lock order, no deadlock).
+                    if scope.events:
+                        tx.kernel.append_events(self._envelopes(scope, scope.events))
                     self._audit(
                         tx,
                         ctx,

@@ -73,14 +73,9 @@ _NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
 
 
 class SqlKernelStore:
-    def __init__(
-        self, conn: Connection, driver: DriverSession, *, owns_transaction: bool = False
-    ) -> None:
+    def __init__(self, conn: Connection, driver: DriverSession) -> None:
         self._conn = conn
         self._drv = driver
-        # In a transaction of its own a command's events are its last lock-taking writes as
-        # soon as it hands them over, so they can go to the server at once (see append_events).
-        self._events_at_once = owns_transaction
         self._outbox_locked = False
         self._notified = False
         self._audits: list[tuple[AuditDraft, Any]] = []
@@ -216,13 +211,6 @@ class SqlKernelStore:
 
     # -- outbox ---------------------------------------------------------------------------
     def append_events(self, events: Sequence[EventEnvelope]) -> None:
-        if self._events_at_once:
-            # The server inserts them while Python serialises the command's result and seals
-            # its audit record. In a caller's transaction more commands may follow, so events
-            # wait for finish() (they must be the last lock-taking writes).
-            self._write_events(events)
-            self._drv.send()
-            return
         self._events.extend(events)
 
     def _write_events(self, events: Sequence[EventEnvelope]) -> None:

@@ -38,7 +38,7 @@ class SqlUnitOfWork:
         self.dialect = conn.dialect.name
         self.driver = DriverSession(conn)
         self._owns = owns_transaction
-        self._kernel = SqlKernelStore(conn, self.driver, owns_transaction=owns_transaction)
+        self._kernel = SqlKernelStore(conn, self.driver)
         self._savepoints = 0
 
     def flush(self) -> None:
