@@ -30,8 +30,9 @@ class SqlLedgerStore:
     ) -> None:
         self._conn = conn
         self._drv = driver
-        # In a transaction of our own, every journal's entries are ours, each written in one
-        # statement: the balance check can run as that statement ends (see flush).
+        # In a transaction FinFactory opened (a command's own, or storage.transaction()),
+        # journal entries are written only by the library, each journal's in one statement:
+        # the balance check can run as that statement ends (see flush).
         self._check_balance_early = owns_transaction and driver.postgres
         self._lock = conn.dialect.name == "postgresql"
         self._new_accounts: list[dict[str, Any]] = []
