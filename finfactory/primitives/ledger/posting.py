@@ -66,11 +66,10 @@ def emit_balance(
     acc: Account,
     cause_type: str,
     cause_id: str,
-    view: dict[str, Any] | None = None,
 ) -> Account:
     """Bump the account's version and emit balance.updated at that sequence."""
     acc = acc.bump()
-    payload = dict(view or balance_view(acc))
+    payload = balance_view(acc)
     payload["cause_type"] = cause_type
     payload["cause_id"] = cause_id
     scope.emit(ev.BalanceUpdated, payload, acc.id, acc.version)
