@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import pytest
 from hypothesis import given
@@ -15,6 +15,7 @@ from finfactory.kernel.errors import MoneyError, ValidationError
 from finfactory.kernel.money import (
     Money,
     currency,
+    exact_minor,
     from_minor,
     minor_exponent,
     minor_to_str,
@@ -109,6 +110,26 @@ def test_from_minor_gives_exact_amount_with_fixed_digits(minor: int, code: str, 
     assert money.amount == Decimal(text)
     assert str(money.amount) == text
     assert to_minor(money, allow_negative=True) == (minor, code)
+
+
+@given(
+    amount=st.decimals(
+        allow_nan=False, allow_infinity=False, min_value=-(10**30), max_value=10**30
+    ),
+    exponent=st.integers(min_value=0, max_value=4),
+)
+def test_exact_minor_agrees_with_decimal_arithmetic(amount: Decimal, exponent: int) -> None:
+    with localcontext() as ctx:
+        ctx.prec = 200  # enough for every amount drawn: no rounding in the reference
+        scaled = amount.scaleb(exponent)
+        expected = int(scaled) if scaled == scaled.to_integral_value() else None
+    assert exact_minor(amount, exponent) == expected
+
+
+def test_exact_minor_answers_tiny_exponents_without_expanding_them() -> None:
+    assert exact_minor(Decimal("1E-10000000"), 2) is None
+    assert exact_minor(Decimal("0E-10000000"), 2) == 0
+    assert exact_minor(Decimal("-5E-3"), 2) is None
 
 
 @given(minor=minor_units, exponent=st.integers(min_value=0, max_value=6))

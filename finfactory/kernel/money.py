@@ -89,16 +89,12 @@ def exact_minor(amount: Decimal, exponent: int) -> int | None:
     """``amount`` in minor units if it is exact at ``exponent`` decimals, else None.
 
     Integer arithmetic on the decimal's exact ratio: no context precision, so no silent
-    rounding however many digits the amount has.
+    rounding however many digits the amount has. Callers bound the magnitude from above.
     """
-    _, digits, exp = amount.as_tuple()
-    assert isinstance(exp, int)  # finite, checked by the caller
-    if exp + exponent < 0:
-        # Exact only if the extra decimal places are all zeros; checked on the digits, so
-        # an exponent like 1E-10000000 costs nothing.
-        extra = -(exp + exponent)
-        if extra > len(digits) or any(digits[len(digits) - extra :]):
-            return None if any(digits) else 0
+    if amount.adjusted() < -exponent:
+        # Below one minor unit: exact only as zero. Checked before the ratio, whose
+        # denominator for an exponent like 1E-10000000 would be a ten-million-digit number.
+        return None if amount else 0
     numerator, denominator = amount.as_integer_ratio()
     scaled: int = numerator * 10**exponent
     if scaled % denominator:
