@@ -126,6 +126,36 @@ def test_exact_minor_agrees_with_decimal_arithmetic(amount: Decimal, exponent: i
     assert exact_minor(amount, exponent) == expected
 
 
+@given(
+    whole=st.text(alphabet="0123456789", min_size=1, max_size=30),
+    fraction=st.text(alphabet="0123456789", min_size=40, max_size=400),  # the long path
+    negative=st.booleans(),
+    exponent=st.integers(min_value=0, max_value=4),
+)
+def test_exact_minor_agrees_with_decimal_arithmetic_on_long_fractions(
+    whole: str, fraction: str, negative: bool, exponent: int
+) -> None:
+    amount = Decimal(("-" if negative else "") + whole + "." + fraction)
+    with localcontext() as ctx:
+        ctx.prec = 1000
+        scaled = amount.scaleb(exponent)
+        expected = int(scaled) if scaled == scaled.to_integral_value() else None
+    assert exact_minor(amount, exponent) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0." + "1" * 300_000, None),  # answered from the digits, not a huge ratio
+        ("1." + "0" * 300_000, 100),
+        ("1.25" + "0" * 300_000, 125),
+        ("-1." + "0" * 300_000 + "1", None),
+    ],
+)
+def test_exact_minor_reads_long_amounts_digit_by_digit(text: str, expected: int | None) -> None:
+    assert exact_minor(Decimal(text), 2) == expected
+
+
 def test_exact_minor_answers_tiny_exponents_without_expanding_them() -> None:
     assert exact_minor(Decimal("1E-10000000"), 2) is None
     assert exact_minor(Decimal("0E-10000000"), 2) == 0

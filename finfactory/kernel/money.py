@@ -85,21 +85,36 @@ MAX_MINOR = 2**63 - 1
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
+# Decimal text up to this length has a small exact ratio; longer text is checked digit by digit.
+_SHORT_DECIMAL_TEXT = 40
+
+
 def exact_minor(amount: Decimal, exponent: int) -> int | None:
     """``amount`` in minor units if it is exact at ``exponent`` decimals, else None.
 
-    Integer arithmetic on the decimal's exact ratio: no context precision, so no silent
-    rounding however many digits the amount has. Callers bound the magnitude from above.
+    Integer arithmetic only: no context precision, so no silent rounding however many digits
+    the amount has. Time is linear in the amount's digits; callers bound its magnitude.
     """
     if amount.adjusted() < -exponent:
-        # Below one minor unit: exact only as zero. Checked before the ratio, whose
-        # denominator for an exponent like 1E-10000000 would be a ten-million-digit number.
+        # Below one minor unit: exact only as zero (1E-10000000 is not expanded).
         return None if amount else 0
-    numerator, denominator = amount.as_integer_ratio()
-    scaled: int = numerator * 10**exponent
-    if scaled % denominator:
-        return None
-    return scaled // denominator
+    if len(str(amount)) <= _SHORT_DECIMAL_TEXT:
+        # The common case, and the fastest: the exact ratio of a short decimal.
+        numerator, denominator = amount.as_integer_ratio()
+        scaled: int = numerator * 10**exponent
+        if scaled % denominator:
+            return None
+        return scaled // denominator
+    # A long coefficient's ratio costs time quadratic in its length: read the digits instead.
+    sign, digits, exp = amount.as_tuple()
+    assert isinstance(exp, int)  # finite, checked by the caller
+    shift = exp + exponent
+    if shift < 0:
+        if any(digits[shift:]):  # non-zero digits below the minor unit
+            return None
+        digits, shift = digits[:shift], 0
+    minor: int = int("".join(map(str, digits))) * 10**shift
+    return -minor if sign else minor
 
 
 def to_minor(
