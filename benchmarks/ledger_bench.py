@@ -11,7 +11,8 @@ constraints and triggers included):
 * raw: the identical rows written with the bare driver (sqlite3 / psycopg), one statement per
   row, one transaction per posting, with payloads copied from the library's own rows.
 * the same two for batch posting (``post_journals``, 100 journals per call / per transaction):
-  a journal.posted per journal, and one balance.updated per account for the whole batch.
+  a journal.posted per journal; one balance.updated per account, one idempotency record and
+  one audit record for the whole batch.
 
 Library and raw take turns in rounds (5 by default), so that a machine whose speed drifts
 during the run slows both alike; it prints the median postings/s of each and the median of the
@@ -169,24 +170,13 @@ def sample_rows(engine: sa.Engine) -> dict[str, Any]:
 
 
 def raw_rows(
-    i: int, tag: str, cash: str, wallet: str, sample: dict[str, Any], now: Any, balances: bool
+    i: int, tag: str, cash: str, wallet: str, sample: dict[str, Any], now: Any, per_tx: int
 ) -> list[tuple[str, dict[str, Any]]]:
-    """One posting's rows; ``balances``: with the accounts' balance.updated events, which the
-    library writes once per account per command (the last posting of a batch carries them)."""
+    """One posting's rows, ``per_tx`` postings to a transaction. Like the library's batch, the
+    last posting of a transaction also writes the command's rows: the idempotency record (with
+    a response as long as the batch's), the balance.updated events and the audit record."""
     jid = str(uuid.uuid4())
     rows: list[tuple[str, dict[str, Any]]] = [
-        (
-            "INSERT INTO ff_idempotency (tenant_id, key, command, request_hash, succeeded,"
-            " response, created_at) VALUES (:t, :k, 'ledger.post_journal', :h, :ok, :r, :now)",
-            {
-                "t": "raw",
-                "k": f"{tag}-{i}",
-                "h": "0" * 64,
-                "ok": True,
-                "r": sample["response"],
-                "now": now,
-            },
-        ),
         (
             "INSERT INTO ledger_journals (id, tenant_id, reference, effective_date, description,"
             " metadata, posted_at, reverses_journal_id) VALUES (:id, 'raw', :ref, :day, '', '{}',"
@@ -225,7 +215,8 @@ def raw_rows(
             {"id": wallet},
         )
     )
-    events = sample["events"] if balances else sample["events"][:1]
+    last_of_tx = (i + 1) % per_tx == 0
+    events = sample["events"] if last_of_tx else sample["events"][:1]
     for n, (etype, payload) in enumerate(events):
         rows.append(
             (
@@ -245,6 +236,18 @@ def raw_rows(
                 },
             )
         )
+    if not last_of_tx:
+        return rows
+    response = sample["response"]
+    if per_tx > 1:
+        response = '{"journals":[' + ",".join([response] * per_tx) + "]}"
+    rows.append(
+        (
+            "INSERT INTO ff_idempotency (tenant_id, key, command, request_hash, succeeded,"
+            " response, created_at) VALUES (:t, :k, 'ledger.post_journal', :h, :ok, :r, :now)",
+            {"t": "raw", "k": f"{tag}-{i}", "h": "0" * 64, "ok": True, "r": response, "now": now},
+        )
+    )
     rows.append(
         (
             "UPDATE ff_audit_heads SET last_sequence = :seq, last_hash = :h"
@@ -313,10 +316,9 @@ class RawPoster:
 
     def post(self, n: int, per_tx: int) -> float:
         first, self.done = self.done, self.done + n
-        last_of_tx = [(i + 1) % per_tx == 0 for i in range(first, first + n)]
         work = [
-            raw_rows(i, self.tag, self.cash, self.wallet, self.sample, self.now, last)
-            for i, last in zip(range(first, first + n), last_of_tx, strict=True)
+            raw_rows(i, self.tag, self.cash, self.wallet, self.sample, self.now, per_tx)
+            for i in range(first, first + n)
         ]
 
         def run() -> None:
