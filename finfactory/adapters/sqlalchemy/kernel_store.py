@@ -63,10 +63,11 @@ _INSERT_EVENT_SQL = (
     " :aggregate_type, :aggregate_id, :aggregate_sequence, :payload, :recorded_at, :trace_id,"
     " :correlation_id, :causation_id, :partition)"
 )
-_LATEST_CONFIG = (
+_CONFIG_VERSIONS = (
     'SELECT section, version, "values", changed_by, changed_at, reason FROM ff_tenant_config'
-    " WHERE tenant_id = :tenant_id AND section = :section ORDER BY version DESC LIMIT 1"
+    " WHERE tenant_id = :tenant_id AND section = :section ORDER BY version"
 )
+_LATEST_CONFIG = _CONFIG_VERSIONS + " DESC LIMIT 1"
 _OUTBOX_LOCK = "SELECT pg_advisory_xact_lock(:key)"
 OUTBOX_CHANNEL = "ff_outbox"
 _NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
@@ -245,25 +246,11 @@ class SqlKernelStore:
     def config_latest(self, tenant_id: str, section: str) -> ConfigVersion | None:
         # Most commands read a setting: straight through the driver, in the write pipeline.
         rows = self._drv.query(_LATEST_CONFIG, {"tenant_id": tenant_id, "section": section})
-        if not rows:
-            return None
-        section_, version, values, changed_by, changed_at, reason = rows[0]
-        return ConfigVersion(
-            section=section_,
-            version=int(version),
-            values=read_json(values),
-            changed_by=changed_by,
-            changed_at=read_ts(changed_at),
-            reason=reason,
-        )
+        return _config(rows[0]) if rows else None
 
     def config_history(self, tenant_id: str, section: str) -> list[ConfigVersion]:
-        rows = self._core().execute(
-            select(tenant_config)
-            .where(tenant_config.c.tenant_id == tenant_id, tenant_config.c.section == section)
-            .order_by(tenant_config.c.version)
-        )
-        return [_config(r._mapping) for r in rows]
+        rows = self._drv.query(_CONFIG_VERSIONS, {"tenant_id": tenant_id, "section": section})
+        return [_config(row) for row in rows]
 
     def config_append(self, tenant_id: str, entry: ConfigVersion) -> None:
         self._core().execute(
@@ -360,12 +347,14 @@ def read_envelopes(
     ]
 
 
-def _config(m: Any) -> ConfigVersion:
+def _config(row: tuple[Any, ...]) -> ConfigVersion:
+    """A row of ``_CONFIG_VERSIONS``, read through the driver."""
+    section, version, values, changed_by, changed_at, reason = row
     return ConfigVersion(
-        section=m["section"],
-        version=int(m["version"]),
-        values=m["values"],
-        changed_by=m["changed_by"],
-        changed_at=m["changed_at"],
-        reason=m["reason"],
+        section=section,
+        version=int(version),
+        values=read_json(values),
+        changed_by=changed_by,
+        changed_at=read_ts(changed_at),
+        reason=reason,
     )
