@@ -30,11 +30,10 @@ class SqlLedgerStore:
     ) -> None:
         self._conn = conn
         self._drv = driver
-        # In a transaction FinFactory opened (a command's own, or storage.transaction()),
-        # journal entries are written only by the library, each journal's in one statement:
-        # the balance check can run as that statement ends (see flush).
+        # Only in a transaction FinFactory opened: in a caller's, switching the check to
+        # IMMEDIATE would also check at once the caller's own journals still being written.
         self._check_balance_early = owns_transaction and driver.postgres
-        self._lock = conn.dialect.name == "postgresql"
+        self._lock = driver.postgres
         self._new_accounts: list[dict[str, Any]] = []
         self._saved_accounts: dict[str, Account] = {}
         self._new_journals: list[dict[str, Any]] = []
@@ -298,18 +297,14 @@ class SqlLedgerStore:
             drv.queue(_INSERT_JOURNAL, self._new_journals)
             for row in self._new_entries:
                 row["posted_at"] = drv.ts(row["posted_at"])
+            # The balance check is deferred to commit for writers that add a journal's entries
+            # over several statements; ours go in one, so where we may (see __init__) it runs
+            # as that statement ends, while Python works on the next chunk, not at commit.
             if self._check_balance_early:
-                # The balance check is deferred to commit for writers that add a journal's
-                # entries over several statements; ours go in one statement, so the check
-                # runs as that statement ends: the server does it while Python works on the
-                # next chunk, instead of at commit, when everything waits for it. Not in a
-                # caller's transaction: switching to IMMEDIATE would also check, at once,
-                # the caller's own journals still being written.
                 drv.queue(_CHECK_BALANCE_NOW, [{}])
-                drv.queue(_INSERT_ENTRY, self._new_entries)
+            drv.queue(_INSERT_ENTRY, self._new_entries)
+            if self._check_balance_early:
                 drv.queue(_CHECK_BALANCE_AT_COMMIT, [{}])
-            else:
-                drv.queue(_INSERT_ENTRY, self._new_entries)
         if self._new_holds:
             for row in self._new_holds:
                 row["metadata"] = drv.json(row["metadata"])
