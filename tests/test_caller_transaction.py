@@ -18,10 +18,11 @@ from finfactory.adapters.sqlalchemy.storage import SqlStorage
 from finfactory.kernel.audit import verify_chain
 from finfactory.kernel.authz import default_policy
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
+from finfactory.kernel.errors import IntegrityViolation
 from finfactory.kernel.money import Money, from_minor
 from finfactory.primitives.ledger import commands as c
 from finfactory.primitives.ledger.errors import BalanceBoundExceeded
-from finfactory.primitives.ledger.service import LedgerService
+from finfactory.primitives.ledger.service import BATCH_CHUNK, LedgerService
 from finfactory.testing import ManualClock, SequentialIds
 
 TENANT = "shop"
@@ -287,4 +288,85 @@ def test_a_rejection_inside_the_callers_transaction_leaves_the_choice_to_the_cal
     assert after["journals"] == baseline["journals"]
     assert after["accounts"] == baseline["accounts"]
     assert after["audit"] == baseline["audit"] + 1  # the rejection, committed by the caller
+    assert shop.chain_ok()
+
+
+@contextmanager
+def refused_reference(engine: sa.Engine, reference: str) -> Iterator[None]:
+    """A trigger that makes the database itself refuse journals with ``reference``: a write
+    failure the ledger's own checks cannot see coming (failure injection)."""
+    if engine.dialect.name == "postgresql":
+        install = [
+            "CREATE FUNCTION test_refuse_journal() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN IF NEW.reference = '{reference}' THEN"
+            " RAISE EXCEPTION 'refused by test trigger' USING ERRCODE = 'check_violation';"
+            " END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER test_refuse_journal BEFORE INSERT ON ledger_journals"
+            " FOR EACH ROW EXECUTE FUNCTION test_refuse_journal()",
+        ]
+        remove = [
+            "DROP TRIGGER test_refuse_journal ON ledger_journals",
+            "DROP FUNCTION test_refuse_journal()",
+        ]
+    else:
+        install = [
+            "CREATE TRIGGER test_refuse_journal BEFORE INSERT ON ledger_journals"
+            f" WHEN NEW.reference = '{reference}'"
+            " BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
+        ]
+        remove = ["DROP TRIGGER test_refuse_journal"]
+    with engine.begin() as conn:
+        for sql in install:
+            conn.exec_driver_sql(sql)
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            for sql in remove:
+                conn.exec_driver_sql(sql)
+
+
+def _batch_with_refused_last_chunk(shop: Shop) -> c.PostJournals:
+    # The refused journal sits in the last chunk: the earlier chunks have been sent (and
+    # applied) by then, and the last one is still in flight when the handler returns.
+    size = 2 * BATCH_CHUNK + 5
+    journals = [transfer(f"mid-{n}", shop.wallet, shop.merchant, 1) for n in range(size)]
+    journals[-2] = transfer("poison", shop.wallet, shop.merchant, 1)
+    return c.PostJournals(journals=journals)
+
+
+def test_a_write_the_database_refuses_mid_batch_undoes_the_whole_batch(
+    engine: sa.Engine,
+) -> None:
+    shop = Shop(engine)
+    baseline = shop.state()
+    batch = _batch_with_refused_last_chunk(shop)
+    with refused_reference(engine, "poison"), pytest.raises(IntegrityViolation):
+        shop.ledger.post_journals(_ctx(), batch, idempotency_key="refused-batch")
+    assert shop.state() == baseline  # no journal, entry, balance, event, audit record or key
+    assert shop.chain_ok()
+    # Nothing was remembered under the key: the same batch goes through once allowed.
+    result = shop.ledger.post_journals(_ctx(), batch, idempotency_key="refused-batch")
+    assert len(result.journals) == len(batch.journals)
+
+
+def test_a_write_the_database_refuses_mid_batch_in_the_callers_transaction(
+    engine: sa.Engine,
+) -> None:
+    shop = Shop(engine)
+    baseline = shop.state()
+    batch = _batch_with_refused_last_chunk(shop)
+    with refused_reference(engine, "poison"), engine.connect() as conn:
+        tx = conn.begin()
+        conn.execute(sa.insert(orders).values(id="o-before", amount=1))
+        with pytest.raises(IntegrityViolation), SqlStorage.join(conn) as uow:
+            shop.ledger.post_journals(_ctx(), batch, idempotency_key="refused-batch", uow=uow)
+        assert tx.is_active  # the command was undone alone; the caller's transaction goes on
+        conn.execute(sa.insert(orders).values(id="o-after", amount=1))
+        tx.commit()
+    after = shop.state()
+    assert after["orders"] == baseline["orders"] + 2
+    assert {k: v for k, v in after.items() if k != "orders"} == {
+        k: v for k, v in baseline.items() if k != "orders"
+    }
     assert shop.chain_ok()

@@ -58,7 +58,8 @@ class MemoryUnitOfWork:
         """Writes apply at once in memory; nothing is buffered here."""
 
     @contextmanager
-    def savepoint(self) -> Iterator[None]:
+    def savepoint(self, *, settle: bool = True) -> Iterator[None]:
+        # Writes apply at once in memory: every savepoint is settled.
         mark = len(self._undo)
         try:
             yield

@@ -238,7 +238,11 @@ class CommandRunner:
                 scope = CommandScope(tx, ctx, now, self.ids, resource_id)
                 try:
                     if spec.streaming:
-                        with tx.savepoint():
+                        # Not settled: the server finishes the handler's last writes while
+                        # the result and events are built. A write it then refuses fails
+                        # the whole command anyway, at the savepoint or transaction that
+                        # _transaction opened around it.
+                        with tx.savepoint(settle=False):
                             result = handler(scope)
                     else:
                         result = handler(scope)

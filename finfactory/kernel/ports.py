@@ -95,11 +95,14 @@ class UnitOfWork(Protocol):
         """Send writes the adapter buffered; called at the end of every command."""
         ...
 
-    def savepoint(self) -> AbstractContextManager[None]:
+    def savepoint(self, *, settle: bool = True) -> AbstractContextManager[None]:
         """Undo everything written inside the block if it raises; keep it otherwise.
 
-        Writes made inside the block have reached the database when it ends normally, so
-        their errors are raised inside it.
+        With ``settle`` (the default), writes made inside the block have reached the database
+        when it ends normally, so their errors are raised inside it. ``settle=False`` lets
+        them still be in flight: an error then surfaces at the transaction's next wait and
+        fails what encloses the block (for a block nested in another savepoint or in a
+        transaction that is rolled back as a whole, the outcome is the same, sooner).
         """
         ...
 

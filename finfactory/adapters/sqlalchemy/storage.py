@@ -55,7 +55,7 @@ class SqlUnitOfWork:
         self.driver.flush()
 
     @contextmanager
-    def savepoint(self) -> Iterator[None]:
+    def savepoint(self, *, settle: bool = True) -> Iterator[None]:
         self._savepoints += 1
         name = f"ff_savepoint_{self._savepoints}"
         marks = self._kernel.pending_marks()
@@ -63,7 +63,8 @@ class SqlUnitOfWork:
         self.driver.send()
         try:
             yield
-            self.driver.flush()  # so a failing write raises here, while it can be undone
+            if settle:
+                self.driver.flush()  # so a failing write raises here, while it can be undone
         except BaseException as failed:
             self.driver.discard()
             with suppress(*_DB_ERRORS):
