@@ -370,3 +370,36 @@ def test_a_write_the_database_refuses_mid_batch_in_the_callers_transaction(
         k: v for k, v in baseline.items() if k != "orders"
     }
     assert shop.chain_ok()
+
+
+def _advisory_locks(conn: sa.Connection) -> int:
+    return int(
+        conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        ).scalar_one()
+    )
+
+
+def test_the_outbox_lock_waits_for_the_end_of_the_callers_transaction(
+    pg_clean: sa.Engine,
+) -> None:
+    """Commands in a transaction of their own send their events as soon as they have taken
+    their row locks; in the caller's transaction the events (and the global outbox lock)
+    wait for the end, because a later command there may still lock rows."""
+    shop = Shop(pg_clean)
+    with pg_clean.connect() as conn:
+        tx = conn.begin()
+        with SqlStorage.join(conn) as uow:
+            shop.ledger.post_journals(
+                _ctx(),
+                c.PostJournals(journals=[transfer("first", shop.wallet, shop.merchant, 1)]),
+                uow=uow,
+            )
+            assert _advisory_locks(conn) == 0
+            shop.ledger.post_journal(_ctx(), transfer("second", shop.cash, shop.wallet, 1), uow=uow)
+            assert _advisory_locks(conn) == 0
+        assert _advisory_locks(conn) == 1  # taken when the join block wrote the events
+        tx.commit()
+    with pg_clean.connect() as conn:
+        journals = conn.exec_driver_sql("SELECT count(*) FROM ledger_journals").scalar_one()
+    assert journals == 3  # the seed and both commands

@@ -176,7 +176,7 @@ class MemoryKernelStore:
         head = self._uow.get("ff_audit_heads", tenant_id)
         return None if head is None else (int(head[0]), str(head[1]))
 
-    def append_events(self, events: Sequence[EventEnvelope]) -> None:
+    def append_events(self, events: Sequence[EventEnvelope], *, last: bool = False) -> None:
         taken = self._uow.db.table("ff_outbox_aggregate_seq")
         for event in events:
             key = (

@@ -47,6 +47,8 @@ class CommandScope:
     resource_id: str | None = None
     summary: dict[str, Any] = attrs.field(factory=dict)
     events: list[PendingEvent] = attrs.field(factory=list)
+    # Set by the runner in a transaction of its own: sends events handed over early.
+    _send_events: Callable[[list[PendingEvent]], None] | None = None
 
     def emit(
         self,
@@ -57,6 +59,18 @@ class CommandScope:
     ) -> None:
         """Record an event; ``payload`` is JSON-ready data checked against ``payload_type``."""
         self.events.append(PendingEvent(payload_type, payload, aggregate_id, sequence))
+
+    def events_complete(self) -> None:
+        """Tell the runner this handler emits nothing more and takes no more row locks.
+
+        In a transaction the runner opened for this command alone, the events then go to
+        the outbox at once (the outbox lock is the last lock a transaction may take), and
+        the server writes them while the handler builds its result. Elsewhere they wait for
+        the end of the transaction, as usual.
+        """
+        if self._send_events is not None and self.events:
+            events, self.events = self.events, []
+            self._send_events(events)
 
 
 @attrs.frozen
@@ -236,6 +250,10 @@ class CommandRunner:
                         return replayed
             if failure is None:
                 scope = CommandScope(tx, ctx, now, self.ids, resource_id)
+                if uow is None:
+                    scope._send_events = lambda events: tx.kernel.append_events(
+                        self._envelopes(scope, events), last=True
+                    )
                 try:
                     if spec.streaming:
                         # Not settled: the server finishes the handler's last writes while

@@ -62,9 +62,12 @@ class KernelStore(Protocol):
         """
         ...
 
-    def append_events(self, events: Sequence[EventEnvelope]) -> None:
+    def append_events(self, events: Sequence[EventEnvelope], *, last: bool = False) -> None:
         """Write to the outbox; positions are assigned in commit order (may be deferred to
-        the end of the transaction, like :meth:`append_audit`)."""
+        the end of the transaction, like :meth:`append_audit`).
+
+        ``last`` says no row lock follows in this transaction (only audit records), so the
+        adapter may start the write at once instead of at the end."""
         ...
 
     def read_events(

@@ -211,8 +211,14 @@ class SqlKernelStore:
         return None if row is None else (int(row.last_sequence), str(row.last_hash))
 
     # -- outbox ---------------------------------------------------------------------------
-    def append_events(self, events: Sequence[EventEnvelope]) -> None:
+    def append_events(self, events: Sequence[EventEnvelope], *, last: bool = False) -> None:
         self._events.extend(events)
+        if last:
+            # No row lock follows, so the outbox lock may be taken now: the server inserts
+            # the events while Python finishes the command.
+            events, self._events = self._events, []
+            self._write_events(events)
+            self._drv.send()
 
     def _write_events(self, events: Sequence[EventEnvelope]) -> None:
         if self._drv.postgres and not self._outbox_locked:

@@ -234,6 +234,7 @@ class LedgerService:
 
         def handle(scope: CommandScope) -> cmd.JournalView:
             journals = self._post(scope, [spec])
+            scope.events_complete()
             return journal_view(journals[0])
 
         return self._runner.run(
@@ -257,9 +258,9 @@ class LedgerService:
                 raise BatchTooLarge(
                     f"batch of {len(specs)} exceeds the tenant limit {limit}", field="journals"
                 )
-            return cmd.BatchView.model_construct(
-                journals=[journal_view(j) for j in self._post(scope, specs)]
-            )
+            journals = self._post(scope, specs)
+            scope.events_complete()
+            return cmd.BatchView.model_construct(journals=[journal_view(j) for j in journals])
 
         return self._runner.run(
             ctx, BATCH, command, handle, idempotency_key=idempotency_key, uow=uow
