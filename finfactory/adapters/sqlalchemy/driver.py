@@ -4,6 +4,11 @@ Writes are queued and sent together: on PostgreSQL in one psycopg pipeline (one 
 round trip for the lot), on SQLite with ``executemany``. This is where the ledger's speed
 comes from: a posting costs a handful of round trips, not one per row. Statements are
 written with ``:name`` parameters and rewritten per driver.
+
+On SQLite there is no server to work in parallel, so queued writes wait until a read, a
+flush or the end of the transaction, and a savepoint with nothing written after it waits
+through plain ``SELECT`` reads: a savepoint none of whose writes have run can then be dropped
+instead of executed (SQLite copies every page changed under a savepoint to a sub-journal).
 """
 
 from __future__ import annotations
@@ -40,6 +45,15 @@ def _simple_insert(sql: str) -> tuple[str, tuple[str, ...], tuple[str, ...]] | N
     return match.group(1), columns, tuple(v[1:] for v in values)
 
 
+class Savepoint:
+    """A ``SAVEPOINT`` statement in the queue; ``sent`` once it reached the database."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.params: list[dict[str, Any]] = [{}]  # identifies its queue entry
+        self.sent = False
+
+
 class DriverSession:
     """Queued writes and immediate reads on the connection's DBAPI connection.
 
@@ -56,6 +70,7 @@ class DriverSession:
         assert raw is not None
         self._raw: Any = raw
         self._queue: list[tuple[str, list[dict[str, Any]]]] = []
+        self._savepoints: dict[int, Savepoint] = {}  # by id of their params, until sent
         self._pipeline: Any = None
         self._pipeline_cm: Any = None
         self._writer: Any = None
@@ -72,6 +87,21 @@ class DriverSession:
     def discard(self) -> None:
         """Forget writes queued but not yet sent (the command that queued them failed)."""
         self._queue = []
+        self._savepoints = {}
+
+    def queue_savepoint(self, name: str) -> Savepoint:
+        savepoint = Savepoint(name)
+        self._savepoints[id(savepoint.params)] = savepoint
+        self._queue.append((f"SAVEPOINT {name}", savepoint.params))
+        return savepoint
+
+    def drop_savepoint(self, savepoint: Savepoint, *, with_what_follows: bool) -> None:
+        """Take an unsent savepoint out of the queue, alone or with all queued after it."""
+        index = next(i for i, (_, p) in enumerate(self._queue) if p is savepoint.params)
+        dropped = self._queue[index:] if with_what_follows else [self._queue[index]]
+        for _, params in dropped:
+            self._savepoints.pop(id(params), None)
+        del self._queue[index : None if with_what_follows else index + 1]
 
     def _open_pipeline(self) -> Any:
         if self._pipeline is None:
@@ -81,11 +111,8 @@ class DriverSession:
         return self._pipeline
 
     def send(self) -> None:
-        """Start the queued writes: pipelined on PostgreSQL, executed at once on SQLite."""
-        if not self._queue:
-            return
-        if not self.postgres:
-            self._execute_queue()
+        """Start the queued writes on PostgreSQL (pipelined); on SQLite they keep waiting."""
+        if not self._queue or not self.postgres:
             return
         self._open_pipeline()
         self._send(self._writer)
@@ -103,7 +130,8 @@ class DriverSession:
                 return list(cur.fetchall()) if cur.description else []
             finally:
                 cur.close()
-        self._execute_queue()
+        # Anything but a plain SELECT may write: the savepoints before it must be in place.
+        self._execute_queue(hold_savepoints=not self.postgres and stmt.startswith("SELECT "))
         cur = self._raw.cursor()
         try:
             cur.execute(stmt, params)
@@ -135,18 +163,27 @@ class DriverSession:
         finally:
             writer.close()
 
-    def _execute_queue(self) -> None:
+    def _execute_queue(self, *, hold_savepoints: bool = False) -> None:
         if not self._queue:
             return
         cur = self._raw.cursor()
         try:
-            self._send(cur)
+            self._send(cur, hold_savepoints=hold_savepoints)
         finally:
             cur.close()
 
-    def _send(self, cur: Any) -> None:
+    def _send(self, cur: Any, *, hold_savepoints: bool = False) -> None:
         queued, self._queue = self._queue, []
+        if hold_savepoints:
+            # Savepoints with no write after them yet wait for one (see the module doc).
+            held = len(queued)
+            while held and id(queued[held - 1][1]) in self._savepoints:
+                held -= 1
+            queued, self._queue = queued[:held], queued[held:]
         for sql, rows in queued:
+            savepoint = self._savepoints.pop(id(rows), None) if self._savepoints else None
+            if savepoint is not None:
+                savepoint.sent = True
             insert = _simple_insert(sql) if self.postgres else None
             if insert is not None and insert[1] == insert[2]:
                 # All rows as one JSON document that the server unpacks into the table's row

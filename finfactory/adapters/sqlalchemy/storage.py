@@ -59,24 +59,33 @@ class SqlUnitOfWork:
         self._savepoints += 1
         name = f"ff_savepoint_{self._savepoints}"
         marks = self._kernel.pending_marks()
-        self.driver.queue(f"SAVEPOINT {name}", [{}])
+        savepoint = self.driver.queue_savepoint(name)
         self.driver.send()
         try:
             yield
             if settle:
                 self.driver.flush()  # so a failing write raises here, while it can be undone
         except BaseException as failed:
-            self.driver.discard()
-            with suppress(*_DB_ERRORS):
-                self.driver.close(failed)  # leave an aborted pipeline before rolling back
-            self.driver.query(f"ROLLBACK TO SAVEPOINT {name}", {})
+            if savepoint.sent:
+                self.driver.discard()
+                with suppress(*_DB_ERRORS):
+                    self.driver.close(failed)  # leave an aborted pipeline before rolling back
+                self.driver.query(f"ROLLBACK TO SAVEPOINT {name}", {})
+            else:
+                # Nothing of the block reached the database (SQLite defers writes).
+                self.driver.drop_savepoint(savepoint, with_what_follows=True)
             self._kernel.truncate_pending(marks)
             # Locks taken after the savepoint (the outbox lock) were released with it.
             self._kernel.forget_locks()
             if isinstance(failed, _DB_ERRORS):
                 raise translate_db_error(failed) from failed
             raise
-        self.driver.queue(f"RELEASE SAVEPOINT {name}", [{}])
+        if savepoint.sent:
+            self.driver.queue(f"RELEASE SAVEPOINT {name}", [{}])
+        else:
+            # Unsettled and its writes still queued: they need no savepoint of their own,
+            # since a refusal fails what encloses the block.
+            self.driver.drop_savepoint(savepoint, with_what_follows=False)
 
     @property
     def kernel(self) -> SqlKernelStore:
