@@ -9,12 +9,12 @@ import pytest
 import sqlalchemy as sa
 from moneyed import Money
 
-from finfactory.adapters.sqlalchemy.storage import SqlStorage
+from finfactory.adapters.sqlalchemy.storage import SqlStorage, SqlUnitOfWork
 from finfactory.kernel.authz import default_policy
 from finfactory.kernel.clock import UuidGenerator
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
 from finfactory.primitives.ledger import commands as c
-from finfactory.primitives.ledger.service import LedgerService
+from finfactory.primitives.ledger.service import BATCH_CHUNK, LedgerService
 from finfactory.primitives.ledger.tables import accounts, entries, journals
 from finfactory.testing import ManualClock
 
@@ -181,6 +181,29 @@ def test_pg_check_stays_deferred_for_the_callers_writes_around_a_ledger_command(
         with pytest.raises(sa.exc.IntegrityError, match="does not balance"):
             tx.commit()
     assert _count(pg, journals) == 2
+
+
+@pytest.mark.postgres
+def test_pg_check_is_deferred_again_after_a_batch_in_an_own_multi_command_transaction(
+    pg: sa.Engine,
+) -> None:
+    """In a transaction FinFactory opened, a batch checks its entries chunk by chunk; once it
+    ends, a journal written by hand over several statements is checked at commit again."""
+    cash, bank = _open(pg, "cash"), _open(pg, "bank")
+    ledger = _ledger(pg)
+    amount = Money("1.00", "PHP")
+    legs = [
+        c.Leg(account_id=cash, direction="debit", amount=amount),
+        c.Leg(account_id=bank, direction="credit", amount=amount),
+    ]
+    batch = [c.PostJournal(reference=f"b-{n}", legs=legs) for n in range(2 * BATCH_CHUNK + 1)]
+    with SqlStorage(pg).transaction() as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        ledger.post_journals(_ctx(), c.PostJournals(journals=batch), uow=uow)
+        _journal(uow.connection, "j-by-hand")
+        _entry(uow.connection, "j-by-hand", 0, cash, direction="debit", amount=100)
+        _entry(uow.connection, "j-by-hand", 1, bank, direction="credit", amount=100)
+    assert _count(pg, journals) == len(batch) + 1
 
 
 # -- both SQL backends: CHECK constraints ---------------------------------------------------

@@ -118,7 +118,7 @@ class MemoryLedgerStore:
     def save_hold(self, hold: Hold) -> None:
         self._pending.append(("saved_hold", hold))
 
-    def flush(self) -> None:
+    def flush(self, *, more: bool = False) -> None:
         uow = self._uow
         for kind, item in self._pending:
             if kind == "account":

@@ -290,7 +290,7 @@ class LedgerService:
                 emit_journal_balances(scope, accounts, journals)
             changed = [acc for aid, acc in accounts.items() if acc is not before[aid]]
             store.save_accounts(changed)
-            store.flush()
+            store.flush(more=start + BATCH_CHUNK < len(specs))
         scope.resource_id = journals[0].id if len(journals) == 1 else None
         scope.summary = {
             "journals": [

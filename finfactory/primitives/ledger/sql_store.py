@@ -33,6 +33,7 @@ class SqlLedgerStore:
         # Only in a transaction FinFactory opened: in a caller's, switching the check to
         # IMMEDIATE would also check at once the caller's own journals still being written.
         self._check_balance_early = owns_transaction and driver.postgres
+        self._checking_now = False  # the early check is switched on, until the last flush
         self._lock = driver.postgres
         self._new_accounts: list[dict[str, Any]] = []
         self._saved_accounts: dict[str, Account] = {}
@@ -281,8 +282,13 @@ class SqlLedgerStore:
     def save_hold(self, hold: Hold) -> None:
         self._saved_holds[hold.id] = hold
 
-    def flush(self) -> None:
-        """Queue every buffered write on the driver session, parents before children."""
+    def flush(self, *, more: bool = False) -> None:
+        """Queue buffered writes on the driver session, parents before children, and send.
+
+        ``more`` says the command has further chunks to write: account totals, which every
+        chunk changes, are then held back for its last flush (one update per account per
+        command), and the early balance check stays switched on in between.
+        """
         drv = self._drv
         if self._new_accounts:
             for row in self._new_accounts:
@@ -300,18 +306,20 @@ class SqlLedgerStore:
             # The balance check is deferred to commit for writers that add a journal's entries
             # over several statements; ours go in one, so where we may (see __init__) it runs
             # as that statement ends, while Python works on the next chunk, not at commit.
-            if self._check_balance_early:
+            if self._check_balance_early and not self._checking_now:
                 drv.queue(_CHECK_BALANCE_NOW, [{}])
+                self._checking_now = True
             drv.queue(_INSERT_ENTRY, self._new_entries)
-            if self._check_balance_early:
-                drv.queue(_CHECK_BALANCE_AT_COMMIT, [{}])
+        if self._checking_now and not more:
+            drv.queue(_CHECK_BALANCE_AT_COMMIT, [{}])
+            self._checking_now = False
         if self._new_holds:
             for row in self._new_holds:
                 row["metadata"] = drv.json(row["metadata"])
                 for col in ("expires_at", "created_at", "released_at"):
                     row[col] = drv.ts(row[col])
             drv.queue(_INSERT_HOLD, self._new_holds)
-        if self._saved_accounts:
+        if self._saved_accounts and not more:
             drv.queue(
                 _SAVE_ACCOUNT,
                 [
@@ -345,7 +353,9 @@ class SqlLedgerStore:
             )
         self._new_accounts, self._new_journals, self._new_entries = [], [], []
         self._new_holds = []
-        self._saved_accounts, self._saved_holds = {}, {}
+        self._saved_holds = {}
+        if not more:
+            self._saved_accounts = {}
         drv.send()
 
 
