@@ -85,6 +85,14 @@ def _entry(conn: sa.Connection, journal_id: str, leg: int, account_id: str, **kw
     conn.execute(sa.insert(entries).values(**values))
 
 
+def _transfer_legs(debit: str, credit: str) -> list[c.Leg]:
+    amount = Money("1.00", "PHP")
+    return [
+        c.Leg(account_id=debit, direction="debit", amount=amount),
+        c.Leg(account_id=credit, direction="credit", amount=amount),
+    ]
+
+
 def _count(engine: sa.Engine, table: sa.Table) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
@@ -153,11 +161,7 @@ def test_pg_check_stays_deferred_for_the_callers_writes_around_a_ledger_command(
     over several statements in the same transaction is still checked only at commit."""
     cash, bank = _open(pg, "cash"), _open(pg, "bank")
     ledger = _ledger(pg)
-    amount = Money("1.00", "PHP")
-    legs = [
-        c.Leg(account_id=cash, direction="debit", amount=amount),
-        c.Leg(account_id=bank, direction="credit", amount=amount),
-    ]
+    legs = _transfer_legs(cash, bank)
     with pg.connect() as conn:
         tx = conn.begin()
         _journal(conn, "j-caller")
@@ -191,11 +195,7 @@ def test_pg_check_is_deferred_again_after_a_batch_in_an_own_multi_command_transa
     ends, a journal written by hand over several statements is checked at commit again."""
     cash, bank = _open(pg, "cash"), _open(pg, "bank")
     ledger = _ledger(pg)
-    amount = Money("1.00", "PHP")
-    legs = [
-        c.Leg(account_id=cash, direction="debit", amount=amount),
-        c.Leg(account_id=bank, direction="credit", amount=amount),
-    ]
+    legs = _transfer_legs(cash, bank)
     batch = [c.PostJournal(reference=f"b-{n}", legs=legs) for n in range(2 * BATCH_CHUNK + 1)]
     with SqlStorage(pg).transaction() as uow:
         assert isinstance(uow, SqlUnitOfWork)
