@@ -383,7 +383,8 @@ def settled(
     library: Callable[[int], float], raw: Callable[[int], float], n: int, rounds: int
 ) -> tuple[float, float, float]:
     """:func:`alternate`, after flushing the writes earlier measurements left pending."""
-    os.sync()
+    if hasattr(os, "sync"):  # not on Windows
+        os.sync()
     return alternate(library, raw, n, rounds)
 
 

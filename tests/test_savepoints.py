@@ -8,6 +8,7 @@ the same outcomes as a savepoint executed at once.
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from finfactory.adapters.sqlalchemy.storage import SqlStorage, SqlUnitOfWork
 from finfactory.kernel.errors import IntegrityViolation
@@ -102,3 +103,34 @@ def test_a_refused_write_in_a_settled_nested_block_is_undone_alone(storage: SqlS
                 _write(uow, "taken")
             _write(uow, "outer-after")
     assert _committed(storage) == ["outer", "outer-after", "taken"]
+
+
+def test_a_write_through_the_sqlalchemy_connection_is_inside_the_savepoint(
+    storage: SqlStorage,
+) -> None:
+    """Custom stores and product code may write through ``uow.connection``: such a write
+    runs after the writes FinFactory queued, and inside the open savepoints."""
+    insert = sa.text(_HEAD)
+    with storage.transaction() as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        _write(uow, "queued")
+        seen = uow.connection.execute(sa.text("SELECT tenant_id FROM ff_audit_heads")).all()
+        assert [r[0] for r in seen] == ["queued"]
+        with pytest.raises(Refused), uow.savepoint(settle=False):
+            _write(uow, "queued-inside")
+            uow.connection.execute(insert, {"t": "direct-inside", "h": "0" * 64})
+            raise Refused
+        uow.connection.execute(insert, {"t": "direct-after", "h": "0" * 64})
+    assert _committed(storage) == ["direct-after", "queued"]
+
+
+def test_a_refused_write_queued_before_a_savepoint_is_a_typed_error(storage: SqlStorage) -> None:
+    with storage.transaction() as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        _write(uow, "taken")
+    with pytest.raises(IntegrityViolation), storage.transaction() as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        uow.driver.queue(_HEAD, [{"t": "taken", "h": "0" * 64}])
+        with uow.savepoint():
+            pass
+    assert _committed(storage) == ["taken"]

@@ -97,7 +97,10 @@ class DriverSession:
 
     def drop_savepoint(self, savepoint: Savepoint, *, with_what_follows: bool) -> None:
         """Take an unsent savepoint out of the queue, alone or with all queued after it."""
-        index = next(i for i, (_, p) in enumerate(self._queue) if p is savepoint.params)
+        self._savepoints.pop(id(savepoint.params), None)
+        index = next((i for i, (_, p) in enumerate(self._queue) if p is savepoint.params), None)
+        if index is None:
+            return  # lost with a write before it that failed: nothing after it ran either
         dropped = self._queue[index:] if with_what_follows else [self._queue[index]]
         for _, params in dropped:
             self._savepoints.pop(id(params), None)

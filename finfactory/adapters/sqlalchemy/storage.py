@@ -30,6 +30,7 @@ from finfactory.kernel.errors import (
 )
 
 _IMMEDIATE = "finfactory_begin_immediate"
+_DRIVER = "finfactory_driver_session"
 
 
 class SqlUnitOfWork:
@@ -37,13 +38,24 @@ class SqlUnitOfWork:
         self.connection = conn
         self.dialect = conn.dialect.name
         self.driver = DriverSession(conn)
+        # For _queued_writes_first; the info dict outlives this transaction (it belongs to
+        # the pooled DBAPI connection), so detach() puts back what was there.
+        self._outer_driver = conn.info.get(_DRIVER)
+        conn.info[_DRIVER] = self.driver
         self._owns = owns_transaction
         self._kernel = SqlKernelStore(conn, self.driver)
         self._savepoints = 0
 
     def flush(self) -> None:
-        """Send queued writes; the runner calls this at the end of every command."""
+        """Run the queued writes and wait until the database has applied them."""
         self.driver.flush()
+
+    def detach(self) -> None:
+        """The transaction is over: statements on the connection no longer concern us."""
+        if self._outer_driver is None:
+            self.connection.info.pop(_DRIVER, None)
+        else:
+            self.connection.info[_DRIVER] = self._outer_driver
 
     def finish(self) -> None:
         """Write the deferred outbox and audit rows and wait for everything queued.
@@ -70,7 +82,13 @@ class SqlUnitOfWork:
                 self.driver.discard()
                 with suppress(*_DB_ERRORS):
                     self.driver.close(failed)  # leave an aborted pipeline before rolling back
-                self.driver.query(f"ROLLBACK TO SAVEPOINT {name}", {})
+                try:
+                    self.driver.query(f"ROLLBACK TO SAVEPOINT {name}", {})
+                except _DB_ERRORS:
+                    # A write queued before the savepoint failed, so the savepoint never
+                    # came to be: the transaction is lost anyway; report the first error.
+                    if not isinstance(failed, _DB_ERRORS):
+                        raise
             else:
                 # Nothing of the block reached the database (SQLite defers writes).
                 self.driver.drop_savepoint(savepoint, with_what_follows=True)
@@ -96,12 +114,29 @@ class SqlUnitOfWork:
         return self._owns
 
 
+def _queued_writes_first(conn: Connection, *_: Any) -> None:
+    # A unit of work keeps writes queued (on SQLite savepoints too, until it reads; on
+    # PostgreSQL in an open pipeline; see driver.py): a statement run through SQLAlchemy on
+    # the same connection, such as a custom store's or the product's own, must come after
+    # them, inside the savepoints, and outside the pipeline.
+    driver = conn.info.get(_DRIVER)
+    if driver is not None:
+        driver.flush()
+
+
+def watch_sqlalchemy(engine: Engine) -> None:
+    """Have SQLAlchemy statements on ``engine`` run after FinFactory's queued writes."""
+    if not event.contains(engine, "before_cursor_execute", _queued_writes_first):
+        event.listen(engine, "before_cursor_execute", _queued_writes_first)
+
+
 def configure_sqlite(engine: Engine) -> None:
     """Make pysqlite transactions explicit; writers take the lock at BEGIN (IMMEDIATE).
 
     Without this, pysqlite begins lazily and a reader that later writes can fail with
     "database is locked" instead of waiting its turn.
     """
+    watch_sqlalchemy(engine)
     if engine.dialect.name != "sqlite" or engine.dialect.driver != "pysqlite":
         return
 
@@ -167,6 +202,7 @@ _DB_ERRORS: tuple[type[BaseException], ...] = (sa_exc.DBAPIError, *DRIVER_ERRORS
 class SqlStorage:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        watch_sqlalchemy(engine)
 
     @contextmanager
     def transaction(self) -> Iterator[SqlUnitOfWork]:
@@ -181,6 +217,8 @@ class SqlStorage:
                     except BaseException as failed:
                         uow.driver.close(failed)
                         raise
+                    finally:
+                        uow.detach()
         except _DB_ERRORS as err:
             raise translate_db_error(err) from err
 
@@ -200,6 +238,7 @@ class SqlStorage:
                         yield uow
                     finally:
                         uow.driver.close()
+                        uow.detach()
                     tx.rollback()
         except _DB_ERRORS as err:
             raise translate_db_error(err) from err
@@ -213,6 +252,7 @@ class SqlStorage:
             if isinstance(conn_or_session, Session)
             else conn_or_session
         )
+        watch_sqlalchemy(conn.engine)
         try:
             uow = SqlUnitOfWork(conn, owns_transaction=False)
 
@@ -234,5 +274,6 @@ class SqlStorage:
                 raise
             finally:
                 event.remove(conn, "commit", before_commit)
+                uow.detach()
         except _DB_ERRORS as err:
             raise translate_db_error(err) from err

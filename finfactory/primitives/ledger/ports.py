@@ -56,6 +56,6 @@ class LedgerStore(Protocol):
     def save_hold(self, hold: Hold) -> None: ...
 
     def flush(self, *, more: bool = False) -> None:
-        """Write what was buffered. ``more``: this command flushes again later, so writes
-        the store can merge (account totals) may wait for that last flush."""
+        """Write what was buffered. ``more``: this command flushes again, without ``more``,
+        before it ends, so writes the store can merge (account totals) may wait for that."""
         ...

@@ -1,5 +1,6 @@
 """SQLAlchemy implementation of the ledger store. Reads (and row locks) go out at once;
-writes are buffered and sent at :meth:`flush` as a few multi-row statements."""
+writes are buffered and handed to the driver session at :meth:`flush` as a few multi-row
+statements (sent at once on PostgreSQL, run at the next read or commit on SQLite)."""
 
 from __future__ import annotations
 
@@ -283,11 +284,13 @@ class SqlLedgerStore:
         self._saved_holds[hold.id] = hold
 
     def flush(self, *, more: bool = False) -> None:
-        """Queue buffered writes on the driver session, parents before children, and send.
+        """Queue buffered writes on the driver session, parents before children, and start
+        them (see the module doc).
 
-        ``more`` says the command has further chunks to write: account totals, which every
-        chunk changes, are then held back for its last flush (one update per account per
-        command), and the early balance check stays switched on in between.
+        ``more`` says the command has further chunks to write and will flush again, without
+        ``more``, before it ends: account totals, which every chunk changes, are held back
+        for that last flush (one update per account per command), and the early balance
+        check stays switched on in between.
         """
         drv = self._drv
         if self._new_accounts:

@@ -1,5 +1,6 @@
 """SQLAlchemy implementation of the QR Ph store. Reads (and row locks) go out at once;
-writes are queued on the driver session and sent at :meth:`flush`."""
+writes are queued on the driver session at :meth:`flush` (sent at once on PostgreSQL, run at
+the next read or commit on SQLite)."""
 
 from __future__ import annotations
 
