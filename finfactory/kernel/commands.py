@@ -47,8 +47,8 @@ class CommandScope:
     resource_id: str | None = None
     summary: dict[str, Any] = attrs.field(factory=dict)
     events: list[PendingEvent] = attrs.field(factory=list)
-    # Set by the runner in a transaction of its own: sends events handed over early.
-    _send_events: Callable[[list[PendingEvent]], None] | None = None
+    # Given by the runner in a transaction of its own: sends events handed over early.
+    send_events: Callable[[list[PendingEvent]], None] | None = None
 
     def emit(
         self,
@@ -68,9 +68,9 @@ class CommandScope:
         the server writes them while the handler builds its result. Elsewhere they wait for
         the end of the transaction, as usual.
         """
-        if self._send_events is not None and self.events:
+        if self.send_events is not None and self.events:
             events, self.events = self.events, []
-            self._send_events(events)
+            self.send_events(events)
 
 
 @attrs.frozen
@@ -251,7 +251,7 @@ class CommandRunner:
             if failure is None:
                 scope = CommandScope(tx, ctx, now, self.ids, resource_id)
                 if uow is None:
-                    scope._send_events = lambda events: tx.kernel.append_events(
+                    scope.send_events = lambda events: tx.kernel.append_events(
                         self._envelopes(scope, events), last=True
                     )
                 try:

@@ -45,12 +45,12 @@ def _simple_insert(sql: str) -> tuple[str, tuple[str, ...], tuple[str, ...]] | N
     return match.group(1), columns, tuple(v[1:] for v in values)
 
 
-class Savepoint:
-    """A ``SAVEPOINT`` statement in the queue; ``sent`` once it reached the database."""
+class Savepoint(list[dict[str, Any]]):
+    """The (empty) parameters of a ``SAVEPOINT`` statement in the queue, which mark its entry
+    as one; ``sent`` once it reached the database."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.params: list[dict[str, Any]] = [{}]  # identifies its queue entry
+    def __init__(self) -> None:
+        super().__init__([{}])
         self.sent = False
 
 
@@ -70,7 +70,6 @@ class DriverSession:
         assert raw is not None
         self._raw: Any = raw
         self._queue: list[tuple[str, list[dict[str, Any]]]] = []
-        self._savepoints: dict[int, Savepoint] = {}  # by id of their params, until sent
         self._pipeline: Any = None
         self._pipeline_cm: Any = None
         self._writer: Any = None
@@ -87,23 +86,17 @@ class DriverSession:
     def discard(self) -> None:
         """Forget writes queued but not yet sent (the command that queued them failed)."""
         self._queue = []
-        self._savepoints = {}
 
     def queue_savepoint(self, name: str) -> Savepoint:
-        savepoint = Savepoint(name)
-        self._savepoints[id(savepoint.params)] = savepoint
-        self._queue.append((f"SAVEPOINT {name}", savepoint.params))
+        savepoint = Savepoint()
+        self._queue.append((f"SAVEPOINT {name}", savepoint))
         return savepoint
 
     def drop_savepoint(self, savepoint: Savepoint, *, with_what_follows: bool) -> None:
         """Take an unsent savepoint out of the queue, alone or with all queued after it."""
-        self._savepoints.pop(id(savepoint.params), None)
-        index = next((i for i, (_, p) in enumerate(self._queue) if p is savepoint.params), None)
+        index = next((i for i, (_, p) in enumerate(self._queue) if p is savepoint), None)
         if index is None:
             return  # lost with a write before it that failed: nothing after it ran either
-        dropped = self._queue[index:] if with_what_follows else [self._queue[index]]
-        for _, params in dropped:
-            self._savepoints.pop(id(params), None)
         del self._queue[index : None if with_what_follows else index + 1]
 
     def _open_pipeline(self) -> Any:
@@ -180,13 +173,12 @@ class DriverSession:
         if hold_savepoints:
             # Savepoints with no write after them yet wait for one (see the module doc).
             held = len(queued)
-            while held and id(queued[held - 1][1]) in self._savepoints:
+            while held and isinstance(queued[held - 1][1], Savepoint):
                 held -= 1
             queued, self._queue = queued[:held], queued[held:]
         for sql, rows in queued:
-            savepoint = self._savepoints.pop(id(rows), None) if self._savepoints else None
-            if savepoint is not None:
-                savepoint.sent = True
+            if isinstance(rows, Savepoint):
+                rows.sent = True
             insert = _simple_insert(sql) if self.postgres else None
             if insert is not None and insert[1] == insert[2]:
                 # All rows as one JSON document that the server unpacks into the table's row
