@@ -34,8 +34,11 @@ _DRIVER = "finfactory_driver_session"
 
 
 class SqlUnitOfWork:
-    def __init__(self, conn: Connection, *, owns_transaction: bool) -> None:
+    def __init__(
+        self, conn: Connection, *, owns_transaction: bool, session: Session | None = None
+    ) -> None:
         self.connection = conn
+        self._session = session
         self.dialect = conn.dialect.name
         self.driver = DriverSession(conn)
         # For _queued_writes_first; the info dict outlives this transaction (it belongs to
@@ -68,6 +71,10 @@ class SqlUnitOfWork:
 
     @contextmanager
     def savepoint(self, *, settle: bool = True) -> Iterator[None]:
+        if self._session is not None:
+            # An ORM session opens a begin_nested() savepoint only when it next uses the
+            # connection: open it now, so that the command runs inside it.
+            self._session.connection()
         self._savepoints += 1
         name = f"ff_savepoint_{self._savepoints}"
         marks = self._kernel.pending_marks()
@@ -254,13 +261,10 @@ class SqlStorage:
         )
         watch_sqlalchemy(conn.engine)
         try:
-            uow = SqlUnitOfWork(conn, owns_transaction=False)
-
-            def before_commit(_conn: Connection) -> None:
-                uow.finish()
-
-            # If the caller commits inside the block, the deferred rows still go first.
-            event.listen(conn, "commit", before_commit)
+            session = conn_or_session if isinstance(conn_or_session, Session) else None
+            uow = SqlUnitOfWork(conn, owns_transaction=False, session=session)
+            watch = _CallerTransaction(uow)
+            watch.listen(conn)
             try:
                 yield uow
                 uow.finish()
@@ -273,7 +277,72 @@ class SqlStorage:
                 uow.driver.close(failed)
                 raise
             finally:
-                event.remove(conn, "commit", before_commit)
+                watch.remove(conn)
                 uow.detach()
         except _DB_ERRORS as err:
             raise translate_db_error(err) from err
+
+
+class _CallerTransaction:
+    """Keeps a join block's deferred rows in step with what the caller does to its own
+    transaction while the block is open.
+
+    The outbox and audit rows of the block's commands wait for its end (or the caller's
+    commit): a command inside a savepoint the caller rolls back must take them along, or
+    they would be written for journals that no longer exist.
+    """
+
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+        self._marks: dict[str, tuple[int, int]] = {}
+
+    def _handlers(self) -> list[tuple[str, Any]]:
+        return [
+            ("commit", self._before_commit),
+            ("rollback", self._before_rollback),
+            ("before_cursor_execute", self._before_statement),
+            ("rollback_savepoint", self._before_rollback_to),
+            ("release_savepoint", self._before_release),
+        ]
+
+    def listen(self, conn: Connection) -> None:
+        for name, handler in self._handlers():
+            event.listen(conn, name, handler)
+
+    def remove(self, conn: Connection) -> None:
+        for name, handler in self._handlers():
+            event.remove(conn, name, handler)
+
+    def _before_commit(self, _conn: Connection) -> None:
+        # The deferred rows go first; the commit then ends the locks they took.
+        self._uow.finish()
+        self._uow.kernel.forget_locks()
+        self._marks.clear()
+
+    def _before_rollback(self, _conn: Connection) -> None:
+        self._undo((0, 0))
+        self._marks.clear()
+
+    def _before_statement(self, _conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        # The "savepoint" event comes before SQLAlchemy has named the savepoint; its
+        # statement carries the name. Writes queued until now run before it
+        # (_queued_writes_first), so they stay outside the savepoint.
+        if statement.startswith("SAVEPOINT "):
+            self._marks[statement.split()[1].strip('"')] = self._uow.kernel.pending_marks()
+
+    def _before_rollback_to(self, _conn: Connection, name: str, _context: object) -> None:
+        # A savepoint taken before the block began covers everything the block did.
+        self._undo(self._marks.pop(name, (0, 0)))
+
+    def _before_release(self, _conn: Connection, name: str, _context: object) -> None:
+        self._marks.pop(name, None)
+
+    def _undo(self, marks: tuple[int, int]) -> None:
+        driver = self._uow.driver
+        # Everything still queued was queued after the savepoint (or in the transaction)
+        # being rolled back: drop it instead of running it first.
+        driver.discard()
+        with suppress(*_DB_ERRORS):
+            driver.close()  # leave a pipeline (aborted, perhaps) before the ROLLBACK runs
+        self._uow.kernel.truncate_pending(marks)
+        self._uow.kernel.forget_locks()
