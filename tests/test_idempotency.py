@@ -247,3 +247,53 @@ def test_a_stored_rejection_also_conflicts_with_a_different_request(
     with pytest.raises(IdempotencyConflict):
         ledger.post_journal(ctx, transfer("x", cash, wallet, 5), idempotency_key="r")
     assert ledger.balance(ctx, wallet).posted == php(0)
+
+
+# -- retention ---------------------------------------------------------------------------
+def test_purged_keys_run_afresh_and_the_reference_still_refuses_a_double_post(
+    storage: Storage,
+) -> None:
+    from finfactory.kernel import purge_idempotency_keys
+    from finfactory.kernel.authz import default_policy
+    from finfactory.primitives.ledger.errors import DuplicateReference
+    from finfactory.testing import SequentialIds
+
+    clock = ManualClock()
+    ledger = LedgerService(storage, default_policy(), clock, SequentialIds())
+    debit, credit = _accounts(ledger)
+    first = ledger.post_journal(_ctx(), transfer("pay-1", debit, credit, 100), idempotency_key="k1")
+    clock.advance(timedelta(days=2))
+    recent = ledger.post_journal(
+        _ctx(), transfer("pay-2", debit, credit, 100), idempotency_key="k2"
+    )
+    # Kept for a day: k1 goes (in batches of one), k2 stays.
+    assert purge_idempotency_keys(storage, clock, keep_for=timedelta(days=1), batch_size=1) == 1
+    assert purge_idempotency_keys(storage, clock, keep_for=timedelta(days=1)) == 0
+    replay = ledger.post_journal(
+        _ctx(), transfer("pay-2", debit, credit, 100), idempotency_key="k2"
+    )
+    assert replay.id == recent.id
+    # k1 is forgotten, so the retry runs again; the journal's reference keeps it from posting
+    # the money twice, and that refusal is what the key now stores.
+    with pytest.raises(DuplicateReference):
+        ledger.post_journal(_ctx(), transfer("pay-1", debit, credit, 100), idempotency_key="k1")
+    assert ledger.get_journal(_ctx(), first.id).reference == "pay-1"
+
+
+@pytest.mark.parametrize(
+    ("keep_for", "batch_size", "field"),
+    [
+        (timedelta(0), 10, "keep_for"),
+        (timedelta(seconds=-1), 10, "keep_for"),
+        (timedelta(days=1), 0, "batch_size"),
+        (timedelta(days=1), True, "batch_size"),
+    ],
+)
+def test_purge_refuses_a_bad_window_or_batch(
+    storage: Storage, keep_for: timedelta, batch_size: int, field: str
+) -> None:
+    from finfactory.kernel import purge_idempotency_keys
+
+    with pytest.raises(ValidationError) as err:
+        purge_idempotency_keys(storage, ManualClock(), keep_for=keep_for, batch_size=batch_size)
+    assert err.value.field == field

@@ -87,6 +87,13 @@ class MemoryUnitOfWork:
         self._undo.append(undo)
         rows[key] = value
 
+    def delete(self, table: str, key: Any) -> None:
+        rows = self.db.table(table)
+        if key not in rows:
+            return
+        old = rows.pop(key)
+        self._undo.append(lambda: rows.__setitem__(key, old))
+
     def next_value(self, counter: str) -> int:
         old = self.db.counters.get(counter, 0)
         self.db.counters[counter] = old + 1
@@ -129,6 +136,7 @@ class _IdemRow:
     request_hash: str
     succeeded: bool | None
     response: dict[str, Any] | None
+    created_at: datetime
 
 
 class MemoryKernelStore:
@@ -141,7 +149,9 @@ class MemoryKernelStore:
         row = self._uow.get("ff_idempotency", (tenant_id, key))
         if row is None:
             self._uow.put(
-                "ff_idempotency", (tenant_id, key), _IdemRow(command, request_hash, None, None)
+                "ff_idempotency",
+                (tenant_id, key),
+                _IdemRow(command, request_hash, None, None, now),
             )
             return None
         if row.succeeded is None:
@@ -159,6 +169,16 @@ class MemoryKernelStore:
             (tenant_id, key),
             attrs.evolve(row, succeeded=succeeded, response=json.loads(response_json)),
         )
+
+    def purge_idempotency(self, created_before: datetime, limit: int) -> int:
+        done = sorted(
+            (row.created_at, key)
+            for key, row in self._uow.db.table("ff_idempotency").items()
+            if row.created_at < created_before and row.succeeded is not None
+        )[:limit]
+        for _, key in done:
+            self._uow.delete("ff_idempotency", key)
+        return len(done)
 
     def append_audit(
         self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]

@@ -50,6 +50,7 @@ from finfactory.kernel.money import (
     to_minor,
 )
 from finfactory.kernel.ports import KernelStore, Storage, UnitOfWork
+from finfactory.kernel.retention import purge_idempotency_keys
 
 __all__ = [
     "DEFAULT_ROLES",
@@ -100,6 +101,7 @@ __all__ = [
     "load_settings",
     "money_from_json",
     "money_to_json",
+    "purge_idempotency_keys",
     "to_minor",
     "verify_chain",
 ]

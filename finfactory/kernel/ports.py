@@ -52,6 +52,12 @@ class KernelStore(Protocol):
         """Store the outcome (a result or an error, as JSON text) under the claimed key."""
         ...
 
+    def purge_idempotency(self, created_before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` stored outcomes whose key was claimed before
+        ``created_before``, oldest first, and return how many went. A later request with a
+        purged key runs afresh."""
+        ...
+
     def append_audit(
         self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]
     ) -> None:

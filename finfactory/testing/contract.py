@@ -184,6 +184,14 @@ def ledger_transcript(storage: Storage, store_factory: StoreFactory) -> list[Any
     return out
 
 
+class _Probe(Exception):
+    """Carries a finding out of a transaction that must roll back."""
+
+    def __init__(self, found: bool) -> None:
+        super().__init__()
+        self.found = found
+
+
 class StorageContract:
     """The behaviour every storage adapter must share. Override :meth:`make_storage`."""
 
@@ -217,6 +225,38 @@ class StorageContract:
             pass
         with storage.transaction() as tx:
             assert tx.kernel.claim_idempotency("t", "k", "cmd", "h", now) is None
+
+    def test_idempotency_purge_takes_old_outcomes_oldest_first(self) -> None:
+        storage = self.make_storage()
+        start = ManualClock().now()
+        cutoff = start + timedelta(minutes=1)
+        with storage.transaction() as tx:
+            for n in range(5):
+                at = start + timedelta(seconds=5 - n)  # claimed newest first
+                assert tx.kernel.claim_idempotency("t", f"old-{n}", "cmd", "h", at) is None
+                tx.kernel.complete_idempotency("t", f"old-{n}", True, "{}")
+            assert tx.kernel.claim_idempotency("u", "new", "cmd", "h", cutoff) is None
+            tx.kernel.complete_idempotency("u", "new", True, "{}")
+        with storage.transaction() as tx:
+            # A key claimed by a transaction still running has no outcome yet: it stays.
+            assert tx.kernel.claim_idempotency("t", "busy", "cmd", "h", start) is None
+            assert tx.kernel.purge_idempotency(cutoff, 2) == 2
+            tx.kernel.complete_idempotency("t", "busy", True, "{}")
+
+        def stored(tenant: str, key: str) -> bool:
+            try:
+                with storage.transaction() as tx:
+                    found = tx.kernel.claim_idempotency(tenant, key, "cmd", "h", start) is not None
+                    raise _Probe(found)
+            except _Probe as probe:
+                return probe.found
+
+        assert [stored("t", f"old-{n}") for n in range(5)] == [True, True, True, False, False]
+        with storage.transaction() as tx:
+            assert tx.kernel.purge_idempotency(cutoff, 10) == 4  # old-0..2 and busy
+            assert tx.kernel.purge_idempotency(cutoff, 10) == 0
+        assert not stored("t", "old-0")
+        assert stored("u", "new")  # claimed at the cutoff itself: not older than it
 
     def test_audit_chain_appends_and_verifies_per_tenant(self) -> None:
         storage = self.make_storage()

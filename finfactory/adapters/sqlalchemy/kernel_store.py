@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, text
 
 from finfactory.adapters.sqlalchemy.driver import DriverSession, read_json, read_ts
 from finfactory.adapters.sqlalchemy.tables import (
@@ -40,6 +40,13 @@ _STORED = (
 _COMPLETE = (
     "UPDATE ff_idempotency SET succeeded = :succeeded, response = :response"
     " WHERE tenant_id = :tenant_id AND key = :key"
+)
+# Oldest first through ix_ff_idempotency_created_at; a key still claimed by an open
+# transaction (no outcome yet) is left alone.
+_PURGE_IDEMPOTENCY = (
+    "DELETE FROM ff_idempotency WHERE (tenant_id, key) IN (SELECT tenant_id, key"
+    " FROM ff_idempotency WHERE created_at < :before AND succeeded IS NOT NULL"
+    " ORDER BY created_at LIMIT :limit)"
 )
 _BUMP_HEAD = (
     "UPDATE ff_audit_heads SET last_sequence = last_sequence + :n WHERE tenant_id = :tenant_id"
@@ -125,6 +132,13 @@ class SqlKernelStore:
                 }
             ],
         )
+
+    def purge_idempotency(self, created_before: datetime, limit: int) -> int:
+        result = self._core().execute(
+            text(_PURGE_IDEMPOTENCY),
+            {"before": self._drv.ts(created_before), "limit": limit},
+        )
+        return int(result.rowcount)
 
     # -- audit ----------------------------------------------------------------------------
     def append_audit(

@@ -36,6 +36,8 @@ idempotency = Table(
     Column("response", JsonDocument, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("tenant_id", "key", name="pk_ff_idempotency"),
+    # For purge_idempotency: the oldest keys, without reading the whole table.
+    Index("ix_ff_idempotency_created_at", "created_at"),
 )
 
 audit_log = Table(
