@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
@@ -204,6 +204,51 @@ def test_a_caller_owned_unit_of_work_is_never_committed(
         assert consumer.handle(event, write, uow=uow) is True
     assert effects.all() == [("billing", event.id), ("caller", "own-write")]
     assert consumer.has_handled(event.id)
+
+
+def test_purge_forgets_a_consumers_old_events_oldest_first(
+    inbox_storage: Storage, clock: ManualClock
+) -> None:
+    billing = IdempotentConsumer(inbox_storage, "billing", clock)
+    reporting = IdempotentConsumer(inbox_storage, "reporting", clock)
+    ran: list[str] = []
+
+    def handler(uow: UnitOfWork, event: EventEnvelope) -> None:
+        ran.append(event.id)
+
+    for n in range(1, 6):  # five events a minute apart, both consumers
+        billing.handle(envelope(event_id(n)), handler)
+        reporting.handle(envelope(event_id(n)), handler)
+        clock.advance(timedelta(minutes=1))
+    # now = 5 min after the first; keep 150 s: events 1-3 (handled at 0, 1, 2 min) are old
+    assert billing.purge_handled(keep_for=timedelta(seconds=150), batch_size=2) == 3
+    assert billing.purge_handled(keep_for=timedelta(seconds=150)) == 0
+    assert [billing.has_handled(event_id(n)) for n in range(1, 6)] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert all(reporting.has_handled(event_id(n)) for n in range(1, 6))  # its own rows stay
+    # A redelivery of a forgotten event runs the handler again; a remembered one does not.
+    ran.clear()
+    assert billing.handle(envelope(event_id(1)), handler) is True
+    assert billing.handle(envelope(event_id(4)), handler) is False
+    assert ran == [event_id(1)]
+
+
+@pytest.mark.parametrize(
+    ("keep_for", "batch_size", "field"),
+    [(timedelta(0), 5, "keep_for"), (timedelta(days=1), 0, "batch_size")],
+)
+def test_purge_refuses_a_bad_window_or_batch_size(
+    inbox_storage: Storage, clock: ManualClock, keep_for: timedelta, batch_size: int, field: str
+) -> None:
+    consumer = IdempotentConsumer(inbox_storage, "billing", clock)
+    with pytest.raises(ValidationError) as err:
+        consumer.purge_handled(keep_for=keep_for, batch_size=batch_size)
+    assert err.value.field == field
 
 
 def test_consumer_names_are_checked(clock: ManualClock) -> None:

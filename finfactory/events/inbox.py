@@ -23,13 +23,14 @@ caller's transaction) and nothing is committed here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
 from finfactory.events.envelope import EventEnvelope
 from finfactory.kernel.errors import ConfigurationError, ValidationError
+from finfactory.kernel.retention import purge_in_batches
 
 if TYPE_CHECKING:
     from finfactory.adapters.memory import MemoryUnitOfWork
@@ -66,6 +67,11 @@ class InboxStore(Protocol):
 
     def contains(self, consumer: str, event_id: str) -> bool: ...
 
+    def purge(self, consumer: str, handled_before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` of ``consumer``'s rows handled before ``handled_before``,
+        oldest first; return how many went."""
+        ...
+
 
 InboxStoreFactory = Callable[["UnitOfWork"], InboxStore]
 
@@ -75,6 +81,11 @@ _CLAIM = (
     " ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id"
 )
 _CONTAINS = "SELECT 1 FROM ff_inbox WHERE consumer = :consumer AND event_id = :event_id"
+_PURGE = (
+    "DELETE FROM ff_inbox WHERE consumer = :consumer AND event_id IN (SELECT event_id"
+    " FROM ff_inbox WHERE consumer = :consumer AND handled_at < :before"
+    " ORDER BY handled_at LIMIT :limit) RETURNING event_id"
+)
 
 
 class SqlInboxStore:
@@ -94,6 +105,10 @@ class SqlInboxStore:
 
     def contains(self, consumer: str, event_id: str) -> bool:
         return bool(self._drv.query(_CONTAINS, {"consumer": consumer, "event_id": event_id}))
+
+    def purge(self, consumer: str, handled_before: datetime, limit: int) -> int:
+        params = {"consumer": consumer, "before": self._drv.ts(handled_before), "limit": limit}
+        return len(self._drv.query(_PURGE, params))
 
 
 @attrs.frozen
@@ -121,6 +136,17 @@ class MemoryInboxStore:
 
     def contains(self, consumer: str, event_id: str) -> bool:
         return self._uow.get(INBOX_TABLE, (consumer, event_id)) is not None
+
+    def purge(self, consumer: str, handled_before: datetime, limit: int) -> int:
+        rows = self._uow.rows(INBOX_TABLE)
+        old = sorted(
+            (row.handled_at, row.event_id)
+            for row in rows
+            if row.consumer == consumer and row.handled_at < handled_before
+        )[:limit]
+        for _, event_id in old:
+            self._uow.delete(INBOX_TABLE, (consumer, event_id))
+        return len(old)
 
 
 def default_inbox_store(uow: UnitOfWork) -> InboxStore:
@@ -191,6 +217,22 @@ class IdempotentConsumer:
         # Send what the handler queued, so its errors surface here and roll the claim back.
         uow.flush()
         return True
+
+    def purge_handled(self, *, keep_for: timedelta, batch_size: int = 1000) -> int:
+        """Forget the events this consumer handled more than ``keep_for`` ago, oldest first,
+        in transactions of ``batch_size`` rows; returns how many it forgot.
+
+        Keep them longer than the broker may redeliver (JetStream's duplicate window, a Kafka
+        consumer group's lag, a replay you may run): an event redelivered after its row is
+        gone is handled again.
+        """
+        return purge_in_batches(
+            self.storage,
+            self.clock,
+            lambda tx, cutoff, limit: self.inbox_store(tx).purge(self.consumer_name, cutoff, limit),
+            keep_for=keep_for,
+            batch_size=batch_size,
+        )
 
     def has_handled(self, event_id: str) -> bool:
         """Whether this consumer's inbox records ``event_id`` as handled (committed)."""

@@ -159,4 +159,6 @@ inbox = Table(
     Column("event_type", String(100), nullable=False),
     Column("handled_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("consumer", "event_id", name="pk_ff_inbox"),
+    # For IdempotentConsumer.purge_handled: a consumer's oldest rows first.
+    Index("ix_ff_inbox_consumer_handled_at", "consumer", "handled_at"),
 )
