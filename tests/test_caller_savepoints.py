@@ -1,4 +1,4 @@
-"""The product's own savepoints, commits and rollbacks while a join block is open.
+"""The product's own savepoints, commits, rollbacks and errors while a join block is open.
 
 A join block keeps its commands' outbox and audit rows back until it ends (or the caller
 commits): whatever the caller undoes must take those rows along, and whatever it keeps must
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from finfactory.adapters.sqlalchemy.storage import SqlStorage
+from finfactory.kernel.errors import IntegrityViolation, StorageError
 from tests.test_caller_transaction import (
     Invoice,
     Shop,
@@ -19,6 +20,7 @@ from tests.test_caller_transaction import (
     _ctx,
     engine,
     orders,
+    refused_reference,
     transfer,
 )
 
@@ -188,3 +190,139 @@ def test_the_outbox_lock_is_taken_again_after_the_callers_commit(pg_clean: sa.En
             uow.finish()
             assert _advisory_locks(conn) == 1
         conn.commit()
+
+
+def test_the_caller_commits_and_goes_on_without_beginning_again(engine: sa.Engine) -> None:
+    """SQLAlchemy 2.0 begins anew at the next statement (autobegin): so does the next
+    command, and the caller's next commit or rollback decides about it."""
+    shop = Shop(engine)
+    before = shop.state()
+    with engine.connect() as conn:
+        conn.begin()
+        with SqlStorage.join(conn) as uow:
+            _pay(shop, uow, "committed")
+            conn.commit()
+            _pay(shop, uow, "rolled-back")
+            assert conn.in_transaction()
+            conn.rollback()
+            _pay(shop, uow, "committed-too")
+        conn.commit()
+    _grew(shop, before, journals=2)
+
+
+class ProductError(Exception):
+    pass
+
+
+def test_commands_before_an_error_the_caller_catches_keep_their_events(
+    engine: sa.Engine,
+) -> None:
+    shop = Shop(engine)
+    before = shop.state()
+    with engine.connect() as conn:
+        tx = conn.begin()
+        with pytest.raises(ProductError), SqlStorage.join(conn) as uow:
+            _pay(shop, uow, "paid", key="k-paid")
+            raise ProductError("the product fails after the payment")
+        tx.commit()  # the caller decides to keep what went through
+    _grew(shop, before, journals=1, keys=1)
+
+
+def test_commands_before_a_failed_command_keep_their_events(engine: sa.Engine) -> None:
+    shop = Shop(engine)
+    before = shop.state()
+    with refused_reference(engine, "poison"), engine.connect() as conn:
+        tx = conn.begin()
+        with pytest.raises(IntegrityViolation), SqlStorage.join(conn) as uow:
+            _pay(shop, uow, "paid")
+            _pay(shop, uow, "poison")  # undone alone, in its own savepoint
+        tx.commit()
+    _grew(shop, before, journals=1)
+
+
+def test_a_block_whose_audit_records_cannot_be_written_is_undone(engine: sa.Engine) -> None:
+    shop = Shop(engine)
+    before = shop.state()
+    refuse = (
+        "CREATE TRIGGER test_refuse_audit BEFORE INSERT ON ff_audit_log"
+        " WHEN NEW.resource_type = 'journal'"
+        " BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
+    )
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION test_refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN IF NEW.resource_type = 'journal' THEN RAISE EXCEPTION 'refused'"
+                " USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$"
+            )
+        refuse = (
+            "CREATE TRIGGER test_refuse_audit BEFORE INSERT ON ff_audit_log"
+            " FOR EACH ROW EXECUTE FUNCTION test_refuse_audit()"
+        )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(refuse)
+    with engine.connect() as conn:
+        tx = conn.begin()
+        conn.execute(sa.insert(orders).values(id="o-before", amount=1))
+        with pytest.raises(IntegrityViolation), SqlStorage.join(conn) as uow:
+            conn.execute(sa.insert(orders).values(id="o-inside", amount=1))
+            _pay(shop, uow, "paid", key="k-paid")
+        assert tx.is_active  # the caller's transaction goes on without the block
+        conn.execute(sa.insert(orders).values(id="o-after", amount=1))
+        tx.commit()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "DROP TRIGGER test_refuse_audit"
+            + (" ON ff_audit_log" if engine.dialect.name == "postgresql" else "")
+        )
+    with engine.connect() as conn:
+        kept = conn.execute(sa.select(orders.c.id).order_by(orders.c.id)).scalars().all()
+    assert kept == ["o-after", "o-before"]  # nothing the block did, the product's row included
+    _grew(shop, before, journals=0)
+
+
+def test_the_callers_own_database_errors_pass_through_unchanged(engine: sa.Engine) -> None:
+    shop = Shop(engine)
+    with engine.connect() as conn:
+        conn.begin()
+        conn.execute(sa.insert(orders).values(id="o-1", amount=1))
+        with pytest.raises(sa.exc.IntegrityError), SqlStorage.join(conn) as uow:
+            _pay(shop, uow, "paid")
+            conn.execute(sa.insert(orders).values(id="o-1", amount=1))  # the product's bug
+        conn.rollback()
+
+
+@pytest.mark.parametrize("ending", ["commit", "rollback"])
+def test_a_command_after_the_session_ended_its_transaction_is_refused(
+    engine: sa.Engine, ending: str
+) -> None:
+    shop = Shop(engine)
+    before = shop.state()
+    with Session(engine) as session:
+        with SqlStorage.join(session) as uow:
+            _pay(shop, uow, "first")
+            getattr(session, ending)()
+            with pytest.raises(StorageError, match="transaction ended inside this join block"):
+                _pay(shop, uow, "second")
+        session.commit()
+    _grew(shop, before, journals=1 if ending == "commit" else 0)
+    with engine.connect() as conn:  # the pool's connections are healthy
+        assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
+
+
+def test_a_finish_inside_a_savepoint_does_not_keep_what_the_savepoint_undoes(
+    engine: sa.Engine,
+) -> None:
+    shop = Shop(engine)
+    before = shop.state()
+    with engine.connect() as conn:
+        tx = conn.begin()
+        with SqlStorage.join(conn) as uow:
+            nested = conn.begin_nested()
+            _pay(shop, uow, "written-early")
+            uow.finish()  # its rows go in now, inside the savepoint
+            _pay(shop, uow, "still-waiting")
+            nested.rollback()
+            _pay(shop, uow, "kept")
+        tx.commit()
+    _grew(shop, before, journals=1)

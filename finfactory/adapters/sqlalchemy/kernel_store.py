@@ -88,6 +88,9 @@ class SqlKernelStore:
         self._notified = False
         self._audits: list[tuple[AuditDraft, Any]] = []
         self._events: list[EventEnvelope] = []
+        # How many were written before those waiting: marks stay valid across a finish().
+        self._audits_written = 0
+        self._events_written = 0
 
     def forget_locks(self) -> None:
         """The transaction rolled back to a savepoint taken before the outbox lock."""
@@ -147,11 +150,17 @@ class SqlKernelStore:
         self._audits.append((draft, sealer))
 
     def pending_marks(self) -> tuple[int, int]:
-        return len(self._audits), len(self._events)
+        """Positions in the stream of audit records and events this store has been given."""
+        return (
+            self._audits_written + len(self._audits),
+            self._events_written + len(self._events),
+        )
 
     def truncate_pending(self, marks: tuple[int, int]) -> None:
-        del self._audits[marks[0] :]
-        del self._events[marks[1] :]
+        """Drop what was given after ``marks`` and still waits (what was written is the
+        database's to roll back)."""
+        del self._audits[max(0, marks[0] - self._audits_written) :]
+        del self._events[max(0, marks[1] - self._events_written) :]
 
     def finish(self) -> None:
         """Write the deferred outbox events, then the audit records, as the transaction's
@@ -160,6 +169,8 @@ class SqlKernelStore:
         transaction's lock order the same, so they cannot deadlock."""
         events, self._events = self._events, []
         audits, self._audits = self._audits, []
+        self._events_written += len(events)
+        self._audits_written += len(audits)
         if events:
             self._write_events(events)
         by_tenant: dict[str, list[tuple[AuditDraft, Any]]] = {}
@@ -231,6 +242,7 @@ class SqlKernelStore:
             # No row lock follows, so the outbox lock may be taken now: the server inserts
             # the events while Python finishes the command.
             events, self._events = self._events, []
+            self._events_written += len(events)
             self._write_events(events)
             self._drv.send()
 

@@ -12,25 +12,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+import attrs
 import sqlalchemy
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from finfactory.adapters.sqlalchemy.driver import DriverSession
+from finfactory.adapters.sqlalchemy.driver import DriverSession, Savepoint
 from finfactory.adapters.sqlalchemy.kernel_store import SqlKernelStore
 from finfactory.kernel.errors import (
     ConcurrencyError,
-    DomainError,
-    IdempotencyConflict,
     IntegrityViolation,
-    PermissionDenied,
     StorageError,
-    ValidationError,
 )
 
 _IMMEDIATE = "finfactory_begin_immediate"
 _DRIVER = "finfactory_driver_session"
+
+
+@attrs.frozen
+class OpenSavepoint:
+    name: str
+    marker: Savepoint
+    marks: tuple[int, int]  # the kernel store's pending rows when it was taken
 
 
 class SqlUnitOfWork:
@@ -69,48 +73,70 @@ class SqlUnitOfWork:
         self._kernel.finish()
         self.driver.flush()
 
-    @contextmanager
-    def savepoint(self, *, settle: bool = True) -> Iterator[None]:
+    def in_session_transaction(self) -> None:
+        """Make sure the caller's transaction is the one this unit of work writes into."""
         if self._session is not None:
             # An ORM session opens a begin_nested() savepoint only when it next uses the
             # connection: open it now, so that the command runs inside it.
-            self._session.connection()
+            if self._session.connection() is not self.connection:
+                raise StorageError(
+                    "the session's transaction ended inside this join block (commit or"
+                    " rollback); open a new join block for the next transaction"
+                )
+        elif not self.connection.in_transaction():
+            # The caller committed or rolled back inside the block and goes on, relying on
+            # autobegin: begin what SQLAlchemy would have begun at its next statement.
+            self.connection.begin()
+
+    def begin_savepoint(self) -> OpenSavepoint:
         self._savepoints += 1
         name = f"ff_savepoint_{self._savepoints}"
-        marks = self._kernel.pending_marks()
-        savepoint = self.driver.queue_savepoint(name)
+        return OpenSavepoint(name, self.driver.queue_savepoint(name), self._kernel.pending_marks())
+
+    def rollback_to(self, savepoint: OpenSavepoint, failed: BaseException) -> None:
+        """Undo everything since ``savepoint`` (which ends), after ``failed``."""
+        if savepoint.marker.sent:
+            self.driver.discard()
+            with suppress(*_DB_ERRORS):
+                self.driver.close(failed)  # leave an aborted pipeline before rolling back
+            try:
+                self.driver.query(f"ROLLBACK TO SAVEPOINT {savepoint.name}", {})
+            except _DB_ERRORS:
+                # A write queued before the savepoint failed, so the savepoint never came to
+                # be: the transaction is lost anyway; report the first error.
+                if not isinstance(failed, _DB_ERRORS):
+                    raise
+        else:
+            # Nothing after it reached the database (SQLite defers writes).
+            self.driver.drop_savepoint(savepoint.marker, with_what_follows=True)
+        self._kernel.truncate_pending(savepoint.marks)
+        # Locks taken after the savepoint (the outbox lock) were released with it.
+        self._kernel.forget_locks()
+
+    def release(self, savepoint: OpenSavepoint) -> None:
+        if savepoint.marker.sent:
+            self.driver.queue(f"RELEASE SAVEPOINT {savepoint.name}", [{}])
+        else:
+            # Its writes are still queued: they need no savepoint of their own, since a
+            # refusal fails what encloses it.
+            self.driver.drop_savepoint(savepoint.marker, with_what_follows=False)
+
+    @contextmanager
+    def savepoint(self, *, settle: bool = True) -> Iterator[None]:
+        if not self._owns:
+            self.in_session_transaction()
+        savepoint = self.begin_savepoint()
         self.driver.send()
         try:
             yield
             if settle:
                 self.driver.flush()  # so a failing write raises here, while it can be undone
         except BaseException as failed:
-            if savepoint.sent:
-                self.driver.discard()
-                with suppress(*_DB_ERRORS):
-                    self.driver.close(failed)  # leave an aborted pipeline before rolling back
-                try:
-                    self.driver.query(f"ROLLBACK TO SAVEPOINT {name}", {})
-                except _DB_ERRORS:
-                    # A write queued before the savepoint failed, so the savepoint never
-                    # came to be: the transaction is lost anyway; report the first error.
-                    if not isinstance(failed, _DB_ERRORS):
-                        raise
-            else:
-                # Nothing of the block reached the database (SQLite defers writes).
-                self.driver.drop_savepoint(savepoint, with_what_follows=True)
-            self._kernel.truncate_pending(marks)
-            # Locks taken after the savepoint (the outbox lock) were released with it.
-            self._kernel.forget_locks()
+            self.rollback_to(savepoint, failed)
             if isinstance(failed, _DB_ERRORS):
                 raise translate_db_error(failed) from failed
             raise
-        if savepoint.sent:
-            self.driver.queue(f"RELEASE SAVEPOINT {name}", [{}])
-        else:
-            # Unsettled and its writes still queued: they need no savepoint of their own,
-            # since a refusal fails what encloses the block.
-            self.driver.drop_savepoint(savepoint, with_what_follows=False)
+        self.release(savepoint)
 
     @property
     def kernel(self) -> SqlKernelStore:
@@ -253,39 +279,36 @@ class SqlStorage:
     @staticmethod
     @contextmanager
     def join(conn_or_session: Connection | Session) -> Iterator[SqlUnitOfWork]:
-        """Run inside the caller's transaction; commit and rollback stay the caller's."""
-        conn = (
-            conn_or_session.connection()
-            if isinstance(conn_or_session, Session)
-            else conn_or_session
-        )
-        watch_sqlalchemy(conn.engine)
+        """Run inside the caller's transaction; commit and rollback stay the caller's.
+
+        However the block ends, an exception the caller catches included, the commands that
+        succeeded in it keep their outbox events and audit records; if those cannot be
+        written, everything the block did is undone (it runs in a savepoint of its own).
+        Errors raised by the caller's own code pass through unchanged.
+        """
         try:
             session = conn_or_session if isinstance(conn_or_session, Session) else None
+            conn = conn_or_session if session is None else session.connection()
+            assert isinstance(conn, Connection)
+            watch_sqlalchemy(conn.engine)
             uow = SqlUnitOfWork(conn, owns_transaction=False, session=session)
-            watch = _CallerTransaction(uow)
-            watch.listen(conn)
-            try:
-                yield uow
-                uow.finish()
-            except (DomainError, PermissionDenied, IdempotencyConflict, ValidationError):
-                # A rejection, denial or conflict: its audit record and idempotency outcome
-                # are the caller's to commit, like any other write of this transaction.
-                uow.finish()
-                raise
-            except BaseException as failed:
-                uow.driver.close(failed)
-                raise
-            finally:
-                watch.remove(conn)
-                uow.detach()
+            block = _JoinBlock(uow)
         except _DB_ERRORS as err:
             raise translate_db_error(err) from err
+        try:
+            yield uow
+        except BaseException as failed:
+            block.end(failed)
+            raise
+        else:
+            block.end(None)
+        finally:
+            block.close()
 
 
-class _CallerTransaction:
-    """Keeps a join block's deferred rows in step with what the caller does to its own
-    transaction while the block is open.
+class _JoinBlock:
+    """A join block in the caller's transaction: its own savepoint, and its commands'
+    waiting rows kept in step with what the caller does to the transaction meanwhile.
 
     The outbox and audit rows of the block's commands wait for its end (or the caller's
     commit): a command inside a savepoint the caller rolls back must take them along, or
@@ -294,7 +317,12 @@ class _CallerTransaction:
 
     def __init__(self, uow: SqlUnitOfWork) -> None:
         self._uow = uow
+        self._conn = uow.connection
         self._marks: dict[str, tuple[int, int]] = {}
+        for name, handler in self._handlers():
+            event.listen(self._conn, name, handler)
+        self._savepoint: OpenSavepoint | None = uow.begin_savepoint()
+        uow.driver.send()
 
     def _handlers(self) -> list[tuple[str, Any]]:
         return [
@@ -305,23 +333,51 @@ class _CallerTransaction:
             ("release_savepoint", self._before_release),
         ]
 
-    def listen(self, conn: Connection) -> None:
-        for name, handler in self._handlers():
-            event.listen(conn, name, handler)
+    def end(self, failed: BaseException | None) -> None:
+        """Write the block's waiting rows and end its savepoint; if that fails, undo the
+        block: raise the failure, or add a note to ``failed``, which the caller then gets."""
+        uow = self._uow
+        if self._conn.closed:
+            # An ORM session handed its connection back when it committed or rolled back
+            # (which wrote or dropped the waiting rows); a later command was refused.
+            return
+        try:
+            uow.finish()
+            if self._savepoint is not None:
+                uow.release(self._savepoint)
+                uow.driver.flush()
+        except BaseException as finishing:
+            if self._savepoint is not None:
+                uow.rollback_to(self._savepoint, finishing)
+            error = translate_db_error(finishing) if isinstance(finishing, _DB_ERRORS) else None
+            if failed is not None:
+                failed.add_note(
+                    "FinFactory undid this join block: the outbox events and audit records of"
+                    f" its commands could not be written ({error or finishing!r})"
+                )
+                return
+            if error is not None:
+                raise error from finishing
+            raise
 
-    def remove(self, conn: Connection) -> None:
+    def close(self) -> None:
+        if self._conn.closed:
+            return
         for name, handler in self._handlers():
-            event.remove(conn, name, handler)
+            event.remove(self._conn, name, handler)
+        self._uow.detach()
 
     def _before_commit(self, _conn: Connection) -> None:
-        # The deferred rows go first; the commit then ends the locks they took.
+        # The waiting rows go first; the commit then ends their locks and every savepoint.
         self._uow.finish()
         self._uow.kernel.forget_locks()
         self._marks.clear()
+        self._savepoint = None
 
     def _before_rollback(self, _conn: Connection) -> None:
         self._undo((0, 0))
         self._marks.clear()
+        self._savepoint = None
 
     def _before_statement(self, _conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
         # The "savepoint" event comes before SQLAlchemy has named the savepoint; its
@@ -331,8 +387,14 @@ class _CallerTransaction:
             self._marks[statement.split()[1].strip('"')] = self._uow.kernel.pending_marks()
 
     def _before_rollback_to(self, _conn: Connection, name: str, _context: object) -> None:
-        # A savepoint taken before the block began covers everything the block did.
-        self._undo(self._marks.pop(name, (0, 0)))
+        marks = self._marks.pop(name, None)
+        if marks is None:
+            # A savepoint taken before the block began: it covers everything the block did,
+            # the block's own savepoint included.
+            self._undo((0, 0))
+            self._savepoint = None
+        else:
+            self._undo(marks)
 
     def _before_release(self, _conn: Connection, name: str, _context: object) -> None:
         self._marks.pop(name, None)
