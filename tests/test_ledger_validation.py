@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -910,6 +910,77 @@ BAD_INPUT: list[Any] = [
 ]
 
 
+# Queries look ids and codes up the same way on every store: malformed ones are input errors.
+_BEHIND_UTC = timezone(timedelta(hours=-5))
+BAD_INPUT += [
+    pytest.param(
+        lambda lg, x, w: lg.get_account(x, "acct\x00"),
+        "account_id",
+        ValidationError,
+        id="get-account-service-nul",
+    ),
+    pytest.param(
+        lambda lg, x, w: lg.balance(x, ""),
+        "account_id",
+        ValidationError,
+        id="balance-service-empty",
+    ),
+    pytest.param(
+        lambda lg, x, w: lg.find_account(x, "c" * 201),
+        "code",
+        ValidationError,
+        id="find-account-service-long",
+    ),
+    pytest.param(
+        lambda lg, x, w: lg.get_journal(x, "j\x00"),
+        "journal_id",
+        ValidationError,
+        id="get-journal-service-nul",
+    ),
+    pytest.param(
+        lambda lg, x, w: lg.get_hold(x, ""),
+        "hold_id",
+        ValidationError,
+        id="get-hold-service-empty",
+    ),
+    pytest.param(
+        lambda lg, x, w: lg.statement(x, w.cash, after=2**63),
+        "after",
+        ValidationError,
+        id="statement-service-after-too-big",
+    ),
+    pytest.param(
+        lambda lg, x, w: lg.statement(x, w.cash, after=-1),
+        "after",
+        ValidationError,
+        id="statement-service-after-negative",
+    ),
+    pytest.param(
+        lambda lg, x, w: lg.posted_balance_as_of(
+            x, w.cash, datetime.max.replace(tzinfo=_BEHIND_UTC)
+        ),
+        "at",
+        ValidationError,
+        id="as-of-service-beyond-year-9999",
+    ),
+    pytest.param(
+        lambda lg, x, w: lg.create_hold(
+            x,
+            c.CreateHold(
+                reference="h-late",
+                debit_account_id=w.wallet,
+                credit_account_id=w.merchant,
+                amount=php("1.00"),
+                expires_at=datetime.max.replace(tzinfo=_BEHIND_UTC),
+            ),
+        ),
+        "expires_at",
+        ValidationError,
+        id="hold-expiry-beyond-year-9999",
+    ),
+]
+
+
 def _checked_by_service(case: Any) -> bool:
     """Cases the command's constructor accepts and the service method itself refuses."""
     name = str(case.id)
@@ -1343,3 +1414,72 @@ def test_error_details_are_json_safe(
     assert data["code"] == "ledger.unbalanced_journal"
     assert set(data["details"]["difference"]) == {"PHP"}
     assert json.loads(json.dumps(data)) == data
+
+
+def _transfer(ref: str, debit: str, credit: str, amount: str = "1.00") -> c.PostJournal:
+    return c.PostJournal(
+        reference=ref,
+        legs=[
+            c.Leg(account_id=debit, direction="debit", amount=php(amount)),
+            c.Leg(account_id=credit, direction="credit", amount=php(amount)),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("third", "error", "field"),
+    [
+        pytest.param(
+            lambda w: _transfer("b-3", w.cash, "no-such-account"),
+            le.AccountNotFound,
+            "journals.2.legs.1",
+            id="unknown-account",
+        ),
+        pytest.param(
+            lambda w: _transfer("b-1", w.cash, w.merchant),
+            le.DuplicateReference,
+            "journals.2.reference",
+            id="repeated-reference",
+        ),
+        pytest.param(
+            lambda w: _transfer("fund-1", w.cash, w.merchant),
+            le.DuplicateReference,
+            "journals.2.reference",
+            id="reference-already-used",
+        ),
+        pytest.param(
+            lambda w: _transfer("b-3", w.wallet, w.merchant, "500.00"),
+            le.BalanceBoundExceeded,
+            "journals.2.legs",
+            id="overdraft",
+        ),
+    ],
+)
+def test_a_batch_rejection_names_the_journal(
+    ledger: LedgerService,
+    ctx: RequestContext,
+    world: World,
+    third: Callable[[World], c.PostJournal],
+    error: type[DomainError],
+    field: str,
+) -> None:
+    batch = [
+        _transfer("b-1", world.cash, world.merchant),
+        _transfer("b-2", world.cash, world.merchant),
+    ]
+    with pytest.raises(error) as info:
+        ledger.post_journals(ctx, c.PostJournals(journals=[*batch, third(world)]))
+    assert info.value.details["field"] == field
+
+
+def test_a_hold_lifetime_setting_is_bounded(ledger: LedgerService, ctx: RequestContext) -> None:
+    from finfactory.kernel.config import TenantConfigService
+    from finfactory.primitives.ledger.settings import MAX_HOLD_TTL_SECONDS, LedgerSettings
+
+    config = TenantConfigService(ledger.storage, ledger.policy, ledger.clock, ledger.ids)
+    with pytest.raises(ValidationError) as info:
+        config.update(ctx, LedgerSettings, {"default_hold_ttl_seconds": 10**12}, reason="for ever")
+    assert "default_hold_ttl_seconds" in info.value.field
+    config.update(
+        ctx, LedgerSettings, {"default_hold_ttl_seconds": MAX_HOLD_TTL_SECONDS}, reason="max"
+    )

@@ -38,7 +38,10 @@ def _aware(value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is None:
         raise ValueError("must be timezone-aware")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # the last hours of year 9999 in a zone behind UTC
+        raise ValueError("is out of range") from None
 
 
 class OpenAccount(Model):

@@ -15,8 +15,8 @@ from finfactory.kernel.clock import Clock, IdGenerator
 from finfactory.kernel.commands import CommandRunner, CommandScope, CommandSpec
 from finfactory.kernel.config import load_settings
 from finfactory.kernel.context import RequestContext
-from finfactory.kernel.errors import ValidationError
-from finfactory.kernel.money import Money, from_minor, to_minor
+from finfactory.kernel.errors import DomainError, ValidationError
+from finfactory.kernel.money import MAX_MINOR, Money, from_minor, to_minor
 from finfactory.kernel.money import currency as check_currency
 from finfactory.kernel.ports import Storage, UnitOfWork
 from finfactory.kernel.reads import ReadGuard
@@ -96,6 +96,13 @@ def _journal_spec(c: cmd.PostJournal, prefix: str = "") -> JournalSpec:
     return JournalSpec(
         c.reference, _legs(c.legs, prefix), c.effective_date, c.description, dict(c.metadata)
     )
+
+
+def _lookup(value: object, field: str) -> None:
+    """An id or code a query looks up: malformed input is refused the same way on every
+    store (PostgreSQL would otherwise fail on a NUL character, memory return not-found)."""
+    if not isinstance(value, str) or not 0 < len(value) <= 200 or not value.isprintable():
+        raise ValidationError(f"{field} must be 1-200 printable characters", field=field)
 
 
 @attrs.define
@@ -258,7 +265,7 @@ class LedgerService:
                 raise BatchTooLarge(
                     f"batch of {len(specs)} exceeds the tenant limit {limit}", field="journals"
                 )
-            journals = self._post(scope, specs)
+            journals = self._post(scope, specs, batch=True)
             scope.events_complete()
             return cmd.BatchView.model_construct(journals=[journal_view(j) for j in journals])
 
@@ -266,23 +273,41 @@ class LedgerService:
             ctx, BATCH, command, handle, idempotency_key=idempotency_key, uow=uow
         )
 
-    def _post(self, scope: CommandScope, specs: list[JournalSpec]) -> list[Journal]:
+    def _post(
+        self, scope: CommandScope, specs: list[JournalSpec], *, batch: bool = False
+    ) -> list[Journal]:
+        """Post ``specs``; in a batch, a rejection names the journal (``journals.3.legs.1``)."""
         store = self.store_factory(scope.uow)
         refs = [s.reference for s in specs]
+
+        def where(index: int, field: str) -> str:
+            return f"journals.{index}.{field}" if batch else field
+
         if len(set(refs)) != len(refs):
-            raise DuplicateReference("a batch repeats a journal reference", field="reference")
+            again = next(i for i, ref in enumerate(refs) if ref in refs[:i])
+            raise DuplicateReference(
+                f"a batch repeats journal reference {refs[again]}",
+                field=where(again, "reference"),
+            )
         taken = store.existing_references(scope.ctx.tenant_id, refs)
         if taken:
+            first = next(i for i, ref in enumerate(refs) if ref in taken)
             raise DuplicateReference(
-                f"journal reference {sorted(taken)[0]} is already used", field="reference"
+                f"journal reference {refs[first]} is already used", field=where(first, "reference")
             )
         ids = {leg.account_id for s in specs for leg in s.legs}
         accounts = store.lock_accounts(scope.ctx.tenant_id, ids)
         journals: list[Journal] = []
         for start in range(0, len(specs), BATCH_CHUNK):
             before = dict(accounts)
-            for spec in specs[start : start + BATCH_CHUNK]:
-                journal = apply_journal(scope, accounts, spec)
+            for index, spec in enumerate(specs[start : start + BATCH_CHUNK], start):
+                try:
+                    journal = apply_journal(scope, accounts, spec)
+                except DomainError as err:
+                    if batch:
+                        field = err.details.get("field")
+                        err.details["field"] = where(index, field or "legs")
+                    raise
                 store.add_journal(journal)
                 journals.append(journal)
             if start + BATCH_CHUNK >= len(specs):
@@ -652,6 +677,7 @@ class LedgerService:
     def get_account(
         self, ctx: RequestContext, account_id: str, *, uow: UnitOfWork | None = None
     ) -> cmd.AccountView:
+        _lookup(account_id, "account_id")
         with self._reads.view(ctx, uow) as tx:
             acc = self.store_factory(tx).get_account(ctx.tenant_id, account_id)
         if acc is None:
@@ -661,6 +687,7 @@ class LedgerService:
     def find_account(
         self, ctx: RequestContext, code: str, *, uow: UnitOfWork | None = None
     ) -> cmd.AccountView:
+        _lookup(code, "code")
         with self._reads.view(ctx, uow) as tx:
             store = self.store_factory(tx)
             aid = store.account_id_for_code(ctx.tenant_id, code)
@@ -677,6 +704,8 @@ class LedgerService:
         limit: int = 100,
         uow: UnitOfWork | None = None,
     ) -> list[cmd.AccountView]:
+        if after_code:
+            _lookup(after_code, "after_code")
         with self._reads.view(ctx, uow) as tx:
             accs = self.store_factory(tx).list_accounts(
                 ctx.tenant_id, after_code, max(1, min(limit, 1000))
@@ -702,7 +731,11 @@ class LedgerService:
         """The posted balance as it stood at ``at`` (by posting time)."""
         if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
             raise ValidationError("at must be a timezone-aware datetime", field="at")
-        at = at.astimezone(UTC)
+        try:
+            at = at.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("at is out of range", field="at") from None
+        _lookup(account_id, "account_id")
         with self._reads.view(ctx, uow) as tx:
             store = self.store_factory(tx)
             acc = store.get_account(ctx.tenant_id, account_id)
@@ -720,13 +753,18 @@ class LedgerService:
         uow: UnitOfWork | None = None,
     ) -> cmd.Statement:
         """Entries of an account in posting order; pass ``next_after`` back for the next page."""
+        _lookup(account_id, "account_id")
+        if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_MINOR:
+            raise ValidationError(
+                "after must be a sequence number (0 for the start)", field="after"
+            )
         limit = max(1, min(limit, 1000))
         with self._reads.view(ctx, uow) as tx:
             store = self.store_factory(tx)
             acc = store.get_account(ctx.tenant_id, account_id)
             if acc is None:
                 raise AccountNotFound(f"account {account_id} not found", field="account_id")
-            rows = store.entries(ctx.tenant_id, account_id, max(0, after), limit + 1)
+            rows = store.entries(ctx.tenant_id, account_id, after, limit + 1)
         lines = [
             cmd.StatementLine.model_construct(
                 sequence=e.account_sequence,
@@ -746,6 +784,7 @@ class LedgerService:
     def get_journal(
         self, ctx: RequestContext, journal_id: str, *, uow: UnitOfWork | None = None
     ) -> cmd.JournalView:
+        _lookup(journal_id, "journal_id")
         with self._reads.view(ctx, uow) as tx:
             journal = self.store_factory(tx).get_journal(ctx.tenant_id, journal_id)
         if journal is None:
@@ -755,6 +794,7 @@ class LedgerService:
     def get_hold(
         self, ctx: RequestContext, hold_id: str, *, uow: UnitOfWork | None = None
     ) -> cmd.HoldView:
+        _lookup(hold_id, "hold_id")
         with self._reads.view(ctx, uow) as tx:
             hold = self.store_factory(tx).get_hold(ctx.tenant_id, hold_id)
         if hold is None:

@@ -8,6 +8,8 @@ from pydantic import Field
 
 from finfactory.kernel.config import TenantSettings
 
+MAX_HOLD_TTL_SECONDS = 10 * 366 * 24 * 3600
+
 
 class LedgerSettings(TenantSettings):
     section: ClassVar[str] = "ledger"
@@ -16,6 +18,7 @@ class LedgerSettings(TenantSettings):
         default_factory=list, description="ISO codes accounts may use; empty allows any"
     )
     max_batch_size: Annotated[int, Field(ge=1, le=1000)] = 1000
-    default_hold_ttl_seconds: Annotated[int, Field(ge=1)] | None = Field(
-        default=None, description="expiry given to holds created without one"
+    # Up to ten years: a hold is a reservation, not a way to lock funds for ever.
+    default_hold_ttl_seconds: Annotated[int, Field(ge=1, le=MAX_HOLD_TTL_SECONDS)] | None = Field(
+        default=None, description="expiry given to holds created without one (at most 10 years)"
     )
