@@ -199,3 +199,63 @@ def test_postgres_keeps_json_key_order(pg_clean: sa.Engine) -> None:
     )
     assert list(opened.metadata) == list(replay.metadata) == ["aaa", "zz"]
     assert list(ledger.get_account(context(), opened.id).metadata) == ["aaa", "zz"]
+
+
+def _statement_times(ledger: LedgerService, account: str) -> list[datetime]:
+    return [line.posted_at for line in ledger.statement(context(), account).lines]
+
+
+def test_entries_are_stamped_in_posting_order_when_the_clock_goes_back(storage: Storage) -> None:
+    """An app server whose clock is behind another's: its postings are stamped no earlier
+    than the account's newest entry, so as-of balances and statements stay in order."""
+    clock = ManualClock()
+    ledger = LedgerService(storage, default_policy(), clock, SequentialIds())
+    a, b = _pair(ledger, "skew")
+    t10, t20 = clock.now() + timedelta(seconds=10), clock.now() + timedelta(seconds=20)
+    clock.set(t20)
+    ledger.post_journal(context(), _move("late-clock", a, b))
+    clock.set(t10)  # the next server's clock is ten seconds behind
+    second = ledger.post_journal(context(), _move("early-clock", a, b))
+    assert second.posted_at == t20
+    assert _statement_times(ledger, a) == [t20, t20]
+    balance = ledger.balance(context(), a).posted
+    assert ledger.posted_balance_as_of(context(), a, t20) == balance
+    assert ledger.posted_balance_as_of(context(), a, t20 - timedelta(microseconds=1)).amount == 0
+
+
+def test_a_posting_that_waited_for_a_lock_is_stamped_after_the_one_that_held_it(
+    pg_clean: sa.Engine,
+) -> None:
+    """PostgreSQL: a command reads the clock, then waits for an account another command has
+    locked with a later reading. It must not be stamped before that command's entry."""
+    early, late = ManualClock(), ManualClock()
+    t10, t20 = early.now() + timedelta(seconds=10), early.now() + timedelta(seconds=20)
+    early.set(t10)
+    late.set(t20)
+    storage = SqlStorage(pg_clean)
+    waiting = LedgerService(storage, default_policy(), early, SequentialIds(namespace=1))
+    holding = LedgerService(storage, default_policy(), late, SequentialIds(namespace=2))
+    a, b = _pair(holding, "lock")
+    with pg_clean.connect() as conn:
+        tx = conn.begin()
+        with SqlStorage.join(conn) as uow:
+            holding.post_journal(context(), _move("holder", a, b), uow=uow)  # locks a and b
+        done: list[c.JournalView] = []
+        thread = threading.Thread(
+            target=lambda: done.append(waiting.post_journal(context(), _move("waiter", a, b)))
+        )
+        thread.start()
+        with pg_clean.connect() as probe:  # until the waiter blocks on the account lock
+            for _ in range(200):
+                blocked = probe.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                ).scalar_one()
+                if blocked:
+                    break
+                time.sleep(0.02)
+        tx.commit()
+        thread.join(timeout=30)
+    assert len(done) == 1
+    assert done[0].posted_at == t20
+    assert _statement_times(holding, a) == [t20, t20]
+    assert holding.posted_balance_as_of(context(), a, t20) == holding.balance(context(), a).posted

@@ -81,6 +81,8 @@ class Account:
     credits_held: int = 0
     version: int = 1
     entry_count: int = 0
+    # When its newest entry was posted: entries are stamped no earlier (see posting_time).
+    last_posted_at: datetime | None = None
 
     @property
     def posted(self) -> int:
@@ -133,16 +135,20 @@ class Account:
             object.__setattr__(clone, name, changes.get(name, getattr(self, name)))
         return clone
 
-    def post(self, direction: Direction, amount: int) -> Account:
+    def post(self, direction: Direction, amount: int, at: datetime) -> Account:
         total = self.debits_posted if direction is Direction.DEBIT else self.credits_posted
         if total + amount > MAX_MINOR:
             raise AmountOutOfRange(f"account {self.code} totals would overflow", account_id=self.id)
         if direction is Direction.DEBIT:
             return self._with(
-                debits_posted=self.debits_posted + amount, entry_count=self.entry_count + 1
+                debits_posted=self.debits_posted + amount,
+                entry_count=self.entry_count + 1,
+                last_posted_at=at,
             )
         return self._with(
-            credits_posted=self.credits_posted + amount, entry_count=self.entry_count + 1
+            credits_posted=self.credits_posted + amount,
+            entry_count=self.entry_count + 1,
+            last_posted_at=at,
         )
 
     def hold(self, direction: Direction, amount: int) -> Account:

@@ -76,6 +76,16 @@ def emit_balance(
     return acc
 
 
+def posting_time(now: datetime, accounts: Sequence[Account]) -> datetime:
+    """When a journal on ``accounts`` is posted: the clock's reading, unless an account's
+    newest entry is stamped later (a concurrent command that read the clock after this one
+    but took the account's lock first, or an app server whose clock is behind). Each
+    account's entries are then stamped in the order they were posted, which balances as of
+    a past instant rely on."""
+    latest = max((a.last_posted_at for a in accounts if a.last_posted_at is not None), default=now)
+    return max(now, latest)
+
+
 def apply_journal(scope: CommandScope, accounts: dict[str, Account], spec: JournalSpec) -> Journal:
     """Post ``spec`` onto ``accounts`` (updated in place) and emit its journal.posted.
 
@@ -85,16 +95,19 @@ def apply_journal(scope: CommandScope, accounts: dict[str, Account], spec: Journ
     account, or breaches a balance bound.
     """
     check_balanced(spec.legs)
+    for index, leg in enumerate(spec.legs):
+        found = accounts.get(leg.account_id)
+        if found is None:
+            raise AccountNotFound(f"account {leg.account_id} not found", field=f"legs.{index}")
+        found.require_active()
+        found.require_currency(leg.currency)
+    posted_at = posting_time(scope.now, [accounts[leg.account_id] for leg in spec.legs])
     journal_id = scope.ids.new_id()
     entries: list[Entry] = []
     touched: dict[str, Account] = {}
     for index, leg in enumerate(spec.legs):
-        acc = touched.get(leg.account_id) or accounts.get(leg.account_id)
-        if acc is None:
-            raise AccountNotFound(f"account {leg.account_id} not found", field=f"legs.{index}")
-        acc.require_active()
-        acc.require_currency(leg.currency)
-        acc = acc.post(leg.direction, leg.amount)
+        acc = touched.get(leg.account_id) or accounts[leg.account_id]
+        acc = acc.post(leg.direction, leg.amount, posted_at)
         touched[acc.id] = acc
         entries.append(
             Entry(
@@ -107,7 +120,7 @@ def apply_journal(scope: CommandScope, accounts: dict[str, Account], spec: Journ
                 currency=leg.currency,
                 account_sequence=acc.entry_count,
                 balance_after=acc.posted,
-                posted_at=scope.now,
+                posted_at=posted_at,
             )
         )
     for acc in touched.values():
@@ -116,10 +129,10 @@ def apply_journal(scope: CommandScope, accounts: dict[str, Account], spec: Journ
         id=journal_id,
         tenant_id=scope.ctx.tenant_id,
         reference=spec.reference,
-        effective_date=spec.effective_date or scope.now.date(),
+        effective_date=spec.effective_date or posted_at.date(),
         description=spec.description,
         metadata=spec.metadata,
-        posted_at=scope.now,
+        posted_at=posted_at,
         reverses_journal_id=spec.reverses_journal_id,
         entries=tuple(entries),
     )

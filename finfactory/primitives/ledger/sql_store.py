@@ -297,6 +297,7 @@ class SqlLedgerStore:
             for row in self._new_accounts:
                 row["metadata"] = drv.json(row["metadata"])
                 row["created_at"] = drv.ts(row["created_at"])
+                row["last_posted_at"] = drv.ts(row["last_posted_at"])
             drv.queue(_INSERT_ACCOUNT, self._new_accounts)
         if self._new_journals:
             for row in self._new_journals:
@@ -335,6 +336,7 @@ class SqlLedgerStore:
                         "ch": a.credits_held,
                         "version": a.version,
                         "entry_count": a.entry_count,
+                        "last_posted_at": drv.ts(a.last_posted_at),
                     }
                     for a in self._saved_accounts.values()
                 ],
@@ -369,7 +371,8 @@ def _insert_sql(table: str, columns: str) -> str:
 
 _ACCOUNT_COLUMNS = (
     "id, tenant_id, code, currency, type, balance_bound, status, metadata, created_at,"
-    " debits_posted, credits_posted, debits_held, credits_held, version, entry_count"
+    " debits_posted, credits_posted, debits_held, credits_held, version, entry_count,"
+    " last_posted_at"
 )
 _INSERT_ACCOUNT = _insert_sql("ledger_accounts", _ACCOUNT_COLUMNS)
 _INSERT_JOURNAL = _insert_sql(
@@ -392,8 +395,8 @@ _CHECK_BALANCE_NOW = "SET CONSTRAINTS ledger_entries_balanced IMMEDIATE"
 _CHECK_BALANCE_AT_COMMIT = "SET CONSTRAINTS ledger_entries_balanced DEFERRED"
 _SAVE_ACCOUNT = (
     "UPDATE ledger_accounts SET status = :status, debits_posted = :dp, credits_posted = :cp,"
-    " debits_held = :dh, credits_held = :ch, version = :version, entry_count = :entry_count"
-    " WHERE id = :id"
+    " debits_held = :dh, credits_held = :ch, version = :version, entry_count = :entry_count,"
+    " last_posted_at = :last_posted_at WHERE id = :id"
 )
 _SAVE_HOLD = (
     "UPDATE ledger_holds SET status = :status, captured_amount = :captured,"
@@ -419,6 +422,7 @@ def _account_from_tuple(r: tuple[Any, ...]) -> Account:
         credits_held=int(r[12]),
         version=int(r[13]),
         entry_count=int(r[14]),
+        last_posted_at=None if r[15] is None else read_ts(r[15]),
     )
 
 
@@ -439,6 +443,7 @@ def _account_row(a: Account) -> dict[str, Any]:
         "credits_held": a.credits_held,
         "version": a.version,
         "entry_count": a.entry_count,
+        "last_posted_at": a.last_posted_at,
     }
 
 
@@ -459,6 +464,7 @@ def _account(m: Any) -> Account:
         credits_held=int(m["credits_held"]),
         version=int(m["version"]),
         entry_count=int(m["entry_count"]),
+        last_posted_at=m["last_posted_at"],
     )
 
 

@@ -42,6 +42,7 @@ accounts = _Table(
     Column("credits_held", BigInteger, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("entry_count", BigInteger, nullable=False),
+    Column("last_posted_at", UtcDateTime, nullable=True),
     UniqueConstraint("tenant_id", "code", name="uq_ledger_accounts_code"),
     CheckConstraint(
         "debits_posted >= 0 AND credits_posted >= 0 AND debits_held >= 0 AND credits_held >= 0",
