@@ -259,3 +259,20 @@ def test_a_posting_that_waited_for_a_lock_is_stamped_after_the_one_that_held_it(
     assert done[0].posted_at == t20
     assert _statement_times(holding, a) == [t20, t20]
     assert holding.posted_balance_as_of(context(), a, t20) == holding.balance(context(), a).posted
+
+
+def test_overlapping_id_generators_never_overwrite_a_row(storage: Storage) -> None:
+    """Two services on one storage whose id generators repeat each other's ids: the second
+    insert is refused like a primary-key clash (and the command retried with fresh ids),
+    on the memory store too, instead of replacing the first tenant's account."""
+    first = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
+    second = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
+    mine = first.open_account(
+        context("t1"), c.OpenAccount(code="cash", currency="PHP", type="asset")
+    )
+    theirs = second.open_account(
+        context("t2"), c.OpenAccount(code="cash", currency="USD", type="asset")
+    )
+    assert theirs.id != mine.id
+    assert first.get_account(context("t1"), mine.id).currency == "PHP"
+    assert second.get_account(context("t2"), theirs.id).currency == "USD"

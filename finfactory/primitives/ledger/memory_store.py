@@ -125,6 +125,7 @@ class MemoryLedgerStore:
                 assert isinstance(item, Account)
                 if uow.get(CODES, (item.tenant_id, item.code)) is not None:
                     raise IntegrityViolation("duplicate account code", code=item.code)
+                self._require_new(ACCOUNTS, item.id)
                 uow.put(CODES, (item.tenant_id, item.code), item.id)
                 uow.put(ACCOUNTS, item.id, item)
             elif kind == "saved_account":
@@ -138,14 +139,22 @@ class MemoryLedgerStore:
                 if kind == "hold":
                     if uow.get(HOLD_REFS, (item.tenant_id, item.reference)) is not None:
                         raise IntegrityViolation("duplicate hold reference")
+                    self._require_new(HOLDS, item.id)
                     uow.put(HOLD_REFS, (item.tenant_id, item.reference), item.id)
                 uow.put(HOLDS, item.id, item)
         self._pending.clear()
+
+    def _require_new(self, table: str, key: object) -> None:
+        # A primary key taken (two id generators that overlap): refused like the database
+        # refuses it, never overwritten.
+        if self._uow.get(table, key) is not None:
+            raise IntegrityViolation(f"{table}: {key} already exists")
 
     def _insert_journal(self, j: Journal) -> None:
         uow = self._uow
         if uow.get(REFERENCES, (j.tenant_id, j.reference)) is not None:
             raise IntegrityViolation("duplicate journal reference", reference=j.reference)
+        self._require_new(JOURNALS, j.id)
         if j.reverses_journal_id is not None:
             if uow.get(REVERSALS, j.reverses_journal_id) is not None:
                 raise IntegrityViolation("journal already reversed")
@@ -155,4 +164,5 @@ class MemoryLedgerStore:
         for e in j.entries:
             if e.amount <= 0:
                 raise IntegrityViolation("entry amounts must be positive")
+            self._require_new(ENTRIES, (e.account_id, e.account_sequence))
             uow.put(ENTRIES, (e.account_id, e.account_sequence), e)
