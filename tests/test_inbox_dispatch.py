@@ -163,7 +163,9 @@ def caller_transaction(storage: Storage, *, commit: bool) -> Iterator[UnitOfWork
         with storage.db.lock:
             uow = MemoryUnitOfWork(storage.db, owns_transaction=False)
             yield uow
-            if not commit:
+            if commit:
+                uow.finish()
+            else:
                 uow.rollback()
         return
     assert isinstance(storage, SqlStorage)

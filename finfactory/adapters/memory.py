@@ -16,8 +16,9 @@ from typing import Any
 
 import attrs
 
+from finfactory.adapters.pending import HoldsBackAudits, PendingRows
 from finfactory.events.envelope import EventEnvelope
-from finfactory.kernel.audit import GENESIS_HASH, AuditDraft, AuditRecord
+from finfactory.kernel.audit import GENESIS_HASH, AuditRecord
 from finfactory.kernel.errors import IdempotencyConflict, IntegrityViolation
 from finfactory.kernel.ports import ConfigVersion, StoredOutcome
 
@@ -57,15 +58,22 @@ class MemoryUnitOfWork:
     def flush(self) -> None:
         """Writes apply at once in memory; nothing is buffered here."""
 
+    def finish(self) -> None:
+        """Write the waiting audit records and events, as the SQL adapters do right before
+        their transaction commits (a transaction the caller owns calls this itself)."""
+        self._kernel.finish()
+
     @contextmanager
     def savepoint(self, *, settle: bool = True) -> Iterator[None]:
         # Writes apply at once in memory: every savepoint is settled.
         mark = len(self._undo)
+        pending = self._kernel.pending_marks()
         try:
             yield
         except BaseException:
             while len(self._undo) > mark:
                 self._undo.pop()()
+            self._kernel.truncate_pending(pending)
             raise
 
     def get(self, table: str, key: Any) -> Any:
@@ -104,6 +112,7 @@ class MemoryUnitOfWork:
         for undo in reversed(self._undo):
             undo()
         self._undo.clear()
+        self._kernel.truncate_pending((0, 0))
 
 
 class MemoryStorage:
@@ -116,6 +125,7 @@ class MemoryStorage:
             uow = MemoryUnitOfWork(self.db)
             try:
                 yield uow
+                uow.finish()
             except BaseException:
                 uow.rollback()
                 raise
@@ -139,9 +149,10 @@ class _IdemRow:
     created_at: datetime
 
 
-class MemoryKernelStore:
+class MemoryKernelStore(HoldsBackAudits):
     def __init__(self, uow: MemoryUnitOfWork) -> None:
         self._uow = uow
+        self._pending = PendingRows()
 
     def claim_idempotency(
         self, tenant_id: str, key: str, command: str, request_hash: str, now: datetime
@@ -180,13 +191,15 @@ class MemoryKernelStore:
             self._uow.delete("ff_idempotency", key)
         return len(done)
 
-    def append_audit(
-        self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]
-    ) -> None:
-        head = self._uow.get("ff_audit_heads", draft.tenant_id) or (0, GENESIS_HASH)
-        record = sealer(draft, head[0] + 1, head[1])
-        self._uow.put("ff_audit_heads", draft.tenant_id, (record.sequence, record.hash))
-        self._uow.put("ff_audit_log", (draft.tenant_id, record.sequence), record)
+    def finish(self) -> None:
+        """Events, then audit records by tenant: the SQL adapter's order."""
+        self._write_events(self._pending.take_events())
+        for _tenant, drafts in self._pending.take_audits_by_tenant():
+            for draft, sealer in drafts:
+                head = self._uow.get("ff_audit_heads", draft.tenant_id) or (0, GENESIS_HASH)
+                record = sealer(draft, head[0] + 1, head[1])
+                self._uow.put("ff_audit_heads", draft.tenant_id, (record.sequence, record.hash))
+                self._uow.put("ff_audit_log", (draft.tenant_id, record.sequence), record)
 
     def audit_records(self, tenant_id: str) -> Iterator[AuditRecord]:
         rows = [r for (t, _), r in self._uow.db.table("ff_audit_log").items() if t == tenant_id]
@@ -197,6 +210,11 @@ class MemoryKernelStore:
         return None if head is None else (int(head[0]), str(head[1]))
 
     def append_events(self, events: Sequence[EventEnvelope], *, last: bool = False) -> None:
+        self._pending.events.extend(events)
+        if last:  # as the SQL adapter: written at once when no row lock follows
+            self._write_events(self._pending.take_events())
+
+    def _write_events(self, events: Sequence[EventEnvelope]) -> None:
         taken = self._uow.db.table("ff_outbox_aggregate_seq")
         for event in events:
             key = (

@@ -311,6 +311,25 @@ class StorageContract:
             only_t1 = tx.kernel.read_events(0, 100, tenant_id="t1")
             assert [e.tenant_id for e in only_t1] == ["t1", "t1"]
 
+    def test_audit_records_and_events_wait_for_the_end_of_the_transaction(self) -> None:
+        """What a unit of work reads back of its own audit records and events is the same
+        on every adapter: nothing until its transaction ends, then everything."""
+        storage = self.make_storage()
+        ledger = LedgerService(
+            storage, default_policy(), ManualClock(), SequentialIds(), type(self).store_factory
+        )
+        with storage.transaction() as tx:
+            ledger.open_account(
+                _ctx(), c.OpenAccount(code="waits", currency="PHP", type="asset"), uow=tx
+            )
+            assert list(tx.kernel.audit_records("contract")) == []
+            assert tx.kernel.read_events(0, 10) == []
+        with storage.read() as tx:
+            assert [r.action for r in tx.kernel.audit_records("contract")] == [
+                "ledger.open_account"
+            ]
+            assert [e.event_type for e in tx.kernel.read_events(0, 10)] == ["ledger.account.opened"]
+
     def test_config_versions(self) -> None:
         storage = self.make_storage()
         now = ManualClock().now()

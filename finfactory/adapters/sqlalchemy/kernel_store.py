@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, text
 
+from finfactory.adapters.pending import HoldsBackAudits, PendingRows
 from finfactory.adapters.sqlalchemy.driver import DriverSession, read_json, read_ts
 from finfactory.adapters.sqlalchemy.tables import (
     audit_heads,
@@ -80,17 +81,13 @@ OUTBOX_CHANNEL = "ff_outbox"
 _NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
 
 
-class SqlKernelStore:
+class SqlKernelStore(HoldsBackAudits):
     def __init__(self, conn: Connection, driver: DriverSession) -> None:
         self._conn = conn
         self._drv = driver
         self._outbox_locked = False
         self._notified = False
-        self._audits: list[tuple[AuditDraft, Any]] = []
-        self._events: list[EventEnvelope] = []
-        # How many were written before those waiting: marks stay valid across a finish().
-        self._audits_written = 0
-        self._events_written = 0
+        self._pending = PendingRows()
 
     def forget_locks(self) -> None:
         """The transaction rolled back to a savepoint taken before the outbox lock."""
@@ -144,40 +141,16 @@ class SqlKernelStore:
         return int(result.rowcount)
 
     # -- audit ----------------------------------------------------------------------------
-    def append_audit(
-        self, draft: AuditDraft, sealer: Callable[[AuditDraft, int, str], AuditRecord]
-    ) -> None:
-        self._audits.append((draft, sealer))
-
-    def pending_marks(self) -> tuple[int, int]:
-        """Positions in the stream of audit records and events this store has been given."""
-        return (
-            self._audits_written + len(self._audits),
-            self._events_written + len(self._events),
-        )
-
-    def truncate_pending(self, marks: tuple[int, int]) -> None:
-        """Drop what was given after ``marks`` and still waits (what was written is the
-        database's to roll back)."""
-        del self._audits[max(0, marks[0] - self._audits_written) :]
-        del self._events[max(0, marks[1] - self._events_written) :]
-
     def finish(self) -> None:
         """Write the deferred outbox events, then the audit records, as the transaction's
         last writes. Both take locks held to commit (the global outbox lock, each tenant's
         audit head); taking them last, outbox first and tenants in order, keeps every
         transaction's lock order the same, so they cannot deadlock."""
-        events, self._events = self._events, []
-        audits, self._audits = self._audits, []
-        self._events_written += len(events)
-        self._audits_written += len(audits)
+        events = self._pending.take_events()
         if events:
             self._write_events(events)
-        by_tenant: dict[str, list[tuple[AuditDraft, Any]]] = {}
-        for draft, sealer in audits:
-            by_tenant.setdefault(draft.tenant_id, []).append((draft, sealer))
-        for tenant_id in sorted(by_tenant):
-            self._write_audits(tenant_id, by_tenant[tenant_id])
+        for tenant_id, drafts in self._pending.take_audits_by_tenant():
+            self._write_audits(tenant_id, drafts)
 
     def _write_audits(self, tenant_id: str, drafts: list[tuple[AuditDraft, Any]]) -> None:
         params = {"tenant_id": tenant_id, "n": len(drafts)}
@@ -237,13 +210,11 @@ class SqlKernelStore:
 
     # -- outbox ---------------------------------------------------------------------------
     def append_events(self, events: Sequence[EventEnvelope], *, last: bool = False) -> None:
-        self._events.extend(events)
+        self._pending.events.extend(events)
         if last:
             # No row lock follows, so the outbox lock may be taken now: the server inserts
             # the events while Python finishes the command.
-            events, self._events = self._events, []
-            self._events_written += len(events)
-            self._write_events(events)
+            self._write_events(self._pending.take_events())
             self._drv.send()
 
     def _write_events(self, events: Sequence[EventEnvelope]) -> None:
