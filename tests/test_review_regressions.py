@@ -276,3 +276,32 @@ def test_overlapping_id_generators_never_overwrite_a_row(storage: Storage) -> No
     assert theirs.id != mine.id
     assert first.get_account(context("t1"), mine.id).currency == "PHP"
     assert second.get_account(context("t2"), theirs.id).currency == "USD"
+
+
+def test_a_rejection_after_events_complete_undoes_the_whole_command(storage: Storage) -> None:
+    """A handler that hands its events over early and then rejects the command would commit
+    the events with the rejection: the runner refuses that as a handler bug and rolls the
+    transaction back, so neither the events nor a rejection record remain."""
+    from finfactory.kernel import AllowAll, CommandRunner, CommandScope, CommandSpec, DomainError
+    from finfactory.primitives.ledger import events as ev
+
+    runner = CommandRunner(storage, AllowAll(), ManualClock(), SequentialIds(), "test")
+    spec = CommandSpec("test.late_rejection", "test.run", "thing", c.AccountView)
+
+    def handler(scope: CommandScope) -> c.AccountView:
+        payload = {
+            "account_id": "a-1",
+            "code": "x",
+            "currency": "PHP",
+            "type": "asset",
+            "balance_bound": "none",
+        }
+        scope.emit(ev.AccountOpened, payload, "a-1", 1)
+        scope.events_complete()
+        raise DomainError("changed its mind too late")
+
+    with pytest.raises(RuntimeError, match="after events_complete"):
+        runner.run(context(), spec, c.OpenAccount(code="x", currency="PHP", type="asset"), handler)
+    with storage.read() as tx:
+        assert tx.kernel.read_events(0, 10) == []
+        assert list(tx.kernel.audit_records("tenant-a")) == []

@@ -49,6 +49,7 @@ class CommandScope:
     events: list[PendingEvent] = attrs.field(factory=list)
     # Given by the runner in a transaction of its own: sends events handed over early.
     send_events: Callable[[list[PendingEvent]], None] | None = None
+    events_sent: bool = False
 
     def emit(
         self,
@@ -58,6 +59,8 @@ class CommandScope:
         sequence: int,
     ) -> None:
         """Record an event; ``payload`` is JSON-ready data checked against ``payload_type``."""
+        if self.events_sent:
+            raise RuntimeError("a handler emitted an event after events_complete()")
         self.events.append(PendingEvent(payload_type, payload, aggregate_id, sequence))
 
     def events_complete(self) -> None:
@@ -70,6 +73,7 @@ class CommandScope:
         """
         if self.send_events is not None and self.events:
             events, self.events = self.events, []
+            self.events_sent = True
             self.send_events(events)
 
 
@@ -265,6 +269,12 @@ class CommandRunner:
                     else:
                         result = handler(scope)
                 except DomainError as err:
+                    if scope.events_sent:
+                        # Its events are in the outbox already: a rejection now would commit
+                        # them with it. A handler bug; undo the whole transaction instead.
+                        raise RuntimeError(
+                            f"{spec.action} rejected the command after events_complete()"
+                        ) from err
                     failure = err
                     if idempotency_key is not None:
                         tx.kernel.complete_idempotency(
