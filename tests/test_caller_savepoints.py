@@ -326,3 +326,56 @@ def test_a_finish_inside_a_savepoint_does_not_keep_what_the_savepoint_undoes(
             _pay(shop, uow, "kept")
         tx.commit()
     _grew(shop, before, journals=1)
+
+
+def test_releasing_a_savepoint_taken_before_the_block_keeps_the_block(
+    engine: sa.Engine,
+) -> None:
+    shop = Shop(engine)
+    before = shop.state()
+    with engine.connect() as conn:
+        tx = conn.begin()
+        nested = conn.begin_nested()
+        with SqlStorage.join(conn) as uow:
+            _pay(shop, uow, "first")
+            nested.commit()  # releases the block's own savepoint with it
+            _pay(shop, uow, "second")
+        tx.commit()
+    _grew(shop, before, journals=2)
+
+
+def test_a_session_joined_to_an_outer_transaction_commits_inside_the_block(
+    engine: sa.Engine,
+) -> None:
+    """The usual test-fixture pattern: the session's commit releases a savepoint."""
+    shop = Shop(engine)
+    before = shop.state()
+    with engine.connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint")
+        with SqlStorage.join(session) as uow:
+            _pay(shop, uow, "first")
+            session.commit()
+        outer.commit()
+    _grew(shop, before, journals=1)
+
+
+def test_a_transaction_the_callers_statement_aborted_stays_aborted(pg_clean: sa.Engine) -> None:
+    """PostgreSQL aborts a transaction at a failed statement. The block does not repair it
+    (by rolling back to its savepoint): a commit would then keep the product's earlier
+    writes without the payment. It stays aborted, and the commit keeps nothing."""
+    shop = Shop(pg_clean)
+    before = shop.state()
+    with pg_clean.begin() as conn:
+        orders.drop(conn, checkfirst=True)
+        orders.create(conn)
+    with pg_clean.connect() as conn:
+        tx = conn.begin()
+        conn.execute(sa.insert(orders).values(id="o-1", amount=1))
+        with pytest.raises(sa.exc.IntegrityError), SqlStorage.join(conn) as uow:
+            _pay(shop, uow, "paid")
+            conn.execute(sa.insert(orders).values(id="o-1", amount=1))
+        tx.commit()  # PostgreSQL answers a COMMIT of an aborted transaction with ROLLBACK
+    after = shop.state()
+    assert after["orders"] == 0
+    _grew(shop, before, journals=0)

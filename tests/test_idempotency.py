@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from finfactory.kernel.audit import AuditRecord, Outcome, verify_chain
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
@@ -297,3 +299,47 @@ def test_purge_refuses_a_bad_window_or_batch(
     with pytest.raises(ValidationError) as err:
         purge_idempotency_keys(storage, ManualClock(), keep_for=keep_for, batch_size=batch_size)
     assert err.value.field == field
+
+
+def test_a_key_purged_while_its_retry_reads_it_runs_the_retry_afresh(
+    pg_clean: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry's claim sees the stored row, then the purge deletes it before the retry
+    reads it: the retry runs again from the start (and the reference refuses the double
+    post) instead of failing on the missing row."""
+    import threading
+
+    from finfactory.adapters.sqlalchemy import kernel_store
+    from finfactory.adapters.sqlalchemy.driver import DriverSession
+    from finfactory.adapters.sqlalchemy.storage import SqlStorage
+    from finfactory.kernel import purge_idempotency_keys
+    from finfactory.kernel.authz import default_policy
+    from finfactory.primitives.ledger.errors import DuplicateReference
+    from finfactory.testing import SequentialIds
+
+    storage = SqlStorage(pg_clean)
+    clock = ManualClock()
+    ledger = LedgerService(storage, default_policy(), clock, SequentialIds())
+    debit, credit = _accounts(ledger)
+    request = transfer("pay-1", debit, credit, 100)
+    ledger.post_journal(_ctx(), request, idempotency_key="k1")
+    clock.advance(timedelta(days=2))
+
+    real_query = DriverSession.query
+    purged: list[int] = []
+
+    def query_after_a_purge(self: DriverSession, sql: str, params: dict[str, Any]) -> Any:
+        if sql == kernel_store._STORED and not purged:
+            worker = threading.Thread(
+                target=lambda: purged.append(
+                    purge_idempotency_keys(storage, clock, keep_for=timedelta(days=1))
+                )
+            )
+            worker.start()
+            worker.join()
+        return real_query(self, sql, params)
+
+    monkeypatch.setattr(DriverSession, "query", query_after_a_purge)
+    with pytest.raises(DuplicateReference):
+        ledger.post_journal(_ctx(), request, idempotency_key="k1")
+    assert purged == [1]

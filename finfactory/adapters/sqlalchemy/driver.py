@@ -83,6 +83,15 @@ class DriverSession:
         if rows:
             self._queue.append((sql, rows))
 
+    def aborted(self) -> bool:
+        """PostgreSQL: a statement failed and the transaction refuses everything but a
+        rollback (to a savepoint, or of the whole). SQLite transactions survive errors."""
+        if not self.postgres or self._pipeline is not None:
+            return False  # in a pipeline the last statements are ours, checked as they end
+        import psycopg
+
+        return bool(self._raw.info.transaction_status == psycopg.pq.TransactionStatus.INERROR)
+
     def discard(self) -> None:
         """Forget writes queued but not yet sent (the command that queued them failed)."""
         self._queue = []

@@ -21,7 +21,7 @@ from finfactory.events.envelope import EventEnvelope, StoredEventEnvelope
 from finfactory.events.partitions import partition_of
 from finfactory.kernel.audit import GENESIS_HASH, AuditDraft, AuditRecord, Outcome
 from finfactory.kernel.canonical import canonical_json
-from finfactory.kernel.errors import IdempotencyConflict
+from finfactory.kernel.errors import ConcurrencyError, IdempotencyConflict
 from finfactory.kernel.ports import ConfigVersion, StoredOutcome
 
 # Held from the first outbox insert to commit: outbox positions then follow commit order, so
@@ -113,6 +113,10 @@ class SqlKernelStore(HoldsBackAudits):
         if self._drv.query(_CLAIM, params):
             return None
         rows = self._drv.query(_STORED, {"tenant_id": tenant_id, "key": key})
+        if not rows:
+            # Purged (purge_idempotency_keys) between the claim and this read: the key is
+            # free again, and running the command afresh claims it.
+            raise ConcurrencyError("the idempotency key was purged meanwhile; retry", key=key)
         command_, request_hash_, succeeded, response = rows[0]
         if succeeded is None:
             raise IdempotencyConflict("idempotency key is in use by this same transaction", key=key)

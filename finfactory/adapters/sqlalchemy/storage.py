@@ -341,6 +341,17 @@ class _JoinBlock:
             # An ORM session handed its connection back when it committed or rolled back
             # (which wrote or dropped the waiting rows); a later command was refused.
             return
+        if uow.driver.aborted():
+            # The caller's own statement failed and PostgreSQL aborted the transaction: it
+            # can only be rolled back. Repairing it (by rolling back to the block's
+            # savepoint) would let a commit keep the caller's earlier writes without the
+            # block's, so it stays as the caller left it.
+            if failed is None:
+                raise StorageError(
+                    "the transaction was aborted inside this join block by a failed statement;"
+                    " roll it back"
+                )
+            return
         try:
             uow.finish()
             if self._savepoint is not None:
@@ -397,7 +408,10 @@ class _JoinBlock:
             self._undo(marks)
 
     def _before_release(self, _conn: Connection, name: str, _context: object) -> None:
-        self._marks.pop(name, None)
+        if self._marks.pop(name, None) is None:
+            # A savepoint taken before the block began: releasing it releases the block's
+            # own savepoint too; the block's work stays, now part of the enclosing level.
+            self._savepoint = None
 
     def _undo(self, marks: tuple[int, int]) -> None:
         driver = self._uow.driver
