@@ -93,25 +93,36 @@ class SqlUnitOfWork:
         name = f"ff_savepoint_{self._savepoints}"
         return OpenSavepoint(name, self.driver.queue_savepoint(name), self._kernel.pending_marks())
 
+    def abandon(self, marks: tuple[int, int], failed: BaseException | None = None) -> None:
+        """The database is about to undo what followed ``marks``: forget the writes still
+        queued and the audit records and events still waiting since then, and leave an
+        open (perhaps aborted) pipeline so that the rollback can run."""
+        self.driver.discard()
+        with suppress(*_DB_ERRORS):
+            self.driver.close(failed)
+        self._forget_since(marks)
+
+    def _forget_since(self, marks: tuple[int, int]) -> None:
+        self._kernel.truncate_pending(marks)
+        # Locks taken since (the outbox lock) go with the rollback.
+        self._kernel.forget_locks()
+
     def rollback_to(self, savepoint: OpenSavepoint, failed: BaseException) -> None:
         """Undo everything since ``savepoint`` (which ends), after ``failed``."""
-        if savepoint.marker.sent:
-            self.driver.discard()
-            with suppress(*_DB_ERRORS):
-                self.driver.close(failed)  # leave an aborted pipeline before rolling back
-            try:
-                self.driver.query(f"ROLLBACK TO SAVEPOINT {savepoint.name}", {})
-            except _DB_ERRORS:
-                # A write queued before the savepoint failed, so the savepoint never came to
-                # be: the transaction is lost anyway; report the first error.
-                if not isinstance(failed, _DB_ERRORS):
-                    raise
-        else:
-            # Nothing after it reached the database (SQLite defers writes).
+        if not savepoint.marker.sent:
+            # Nothing after it reached the database (SQLite defers writes); what was queued
+            # before it stays queued.
             self.driver.drop_savepoint(savepoint.marker, with_what_follows=True)
-        self._kernel.truncate_pending(savepoint.marks)
-        # Locks taken after the savepoint (the outbox lock) were released with it.
-        self._kernel.forget_locks()
+            self._forget_since(savepoint.marks)
+            return
+        self.abandon(savepoint.marks, failed)
+        try:
+            self.driver.query(f"ROLLBACK TO SAVEPOINT {savepoint.name}", {})
+        except _DB_ERRORS:
+            # A write queued before the savepoint failed, so the savepoint never came to be:
+            # the transaction is lost anyway; report the first error.
+            if not isinstance(failed, _DB_ERRORS):
+                raise
 
     def release(self, savepoint: OpenSavepoint) -> None:
         if savepoint.marker.sent:
@@ -386,7 +397,7 @@ class _JoinBlock:
         self._savepoint = None
 
     def _before_rollback(self, _conn: Connection) -> None:
-        self._undo((0, 0))
+        self._uow.abandon((0, 0))
         self._marks.clear()
         self._savepoint = None
 
@@ -402,23 +413,13 @@ class _JoinBlock:
         if marks is None:
             # A savepoint taken before the block began: it covers everything the block did,
             # the block's own savepoint included.
-            self._undo((0, 0))
+            self._uow.abandon((0, 0))
             self._savepoint = None
         else:
-            self._undo(marks)
+            self._uow.abandon(marks)
 
     def _before_release(self, _conn: Connection, name: str, _context: object) -> None:
         if self._marks.pop(name, None) is None:
             # A savepoint taken before the block began: releasing it releases the block's
             # own savepoint too; the block's work stays, now part of the enclosing level.
             self._savepoint = None
-
-    def _undo(self, marks: tuple[int, int]) -> None:
-        driver = self._uow.driver
-        # Everything still queued was queued after the savepoint (or in the transaction)
-        # being rolled back: drop it instead of running it first.
-        driver.discard()
-        with suppress(*_DB_ERRORS):
-            driver.close()  # leave a pipeline (aborted, perhaps) before the ROLLBACK runs
-        self._uow.kernel.truncate_pending(marks)
-        self._uow.kernel.forget_locks()
