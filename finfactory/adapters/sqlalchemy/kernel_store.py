@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, insert, select
 
 from finfactory.adapters.pending import HoldsBackAudits, PendingRows
 from finfactory.adapters.sqlalchemy.driver import DriverSession, read_json, read_ts
@@ -47,7 +47,7 @@ _COMPLETE = (
 _PURGE_IDEMPOTENCY = (
     "DELETE FROM ff_idempotency WHERE (tenant_id, key) IN (SELECT tenant_id, key"
     " FROM ff_idempotency WHERE created_at < :before AND succeeded IS NOT NULL"
-    " ORDER BY created_at LIMIT :limit)"
+    " ORDER BY created_at LIMIT :limit) RETURNING key"
 )
 _BUMP_HEAD = (
     "UPDATE ff_audit_heads SET last_sequence = last_sequence + :n WHERE tenant_id = :tenant_id"
@@ -138,11 +138,8 @@ class SqlKernelStore(HoldsBackAudits):
         )
 
     def purge_idempotency(self, created_before: datetime, limit: int) -> int:
-        result = self._core().execute(
-            text(_PURGE_IDEMPOTENCY),
-            {"before": self._drv.ts(created_before), "limit": limit},
-        )
-        return int(result.rowcount)
+        params = {"before": self._drv.ts(created_before), "limit": limit}
+        return len(self._drv.query(_PURGE_IDEMPOTENCY, params))
 
     # -- audit ----------------------------------------------------------------------------
     def finish(self) -> None:
