@@ -95,13 +95,15 @@ def apply_journal(scope: CommandScope, accounts: dict[str, Account], spec: Journ
     account, or breaches a balance bound.
     """
     check_balanced(spec.legs)
+    legs_accounts = []
     for index, leg in enumerate(spec.legs):
         found = accounts.get(leg.account_id)
         if found is None:
             raise AccountNotFound(f"account {leg.account_id} not found", field=f"legs.{index}")
         found.require_active()
         found.require_currency(leg.currency)
-    posted_at = posting_time(scope.now, [accounts[leg.account_id] for leg in spec.legs])
+        legs_accounts.append(found)
+    posted_at = posting_time(scope.now, legs_accounts)
     journal_id = scope.ids.new_id()
     entries: list[Entry] = []
     touched: dict[str, Account] = {}

@@ -283,12 +283,13 @@ class LedgerService:
         def where(index: int, field: str) -> str:
             return f"journals.{index}.{field}" if batch else field
 
-        if len(set(refs)) != len(refs):
-            again = next(i for i, ref in enumerate(refs) if ref in refs[:i])
-            raise DuplicateReference(
-                f"a batch repeats journal reference {refs[again]}",
-                field=where(again, "reference"),
-            )
+        seen: set[str] = set()
+        for index, ref in enumerate(refs):
+            if ref in seen:
+                raise DuplicateReference(
+                    f"a batch repeats journal reference {ref}", field=where(index, "reference")
+                )
+            seen.add(ref)
         taken = store.existing_references(scope.ctx.tenant_id, refs)
         if taken:
             first = next(i for i, ref in enumerate(refs) if ref in taken)
