@@ -21,6 +21,7 @@ from tests.test_caller_transaction import (
     engine,
     orders,
     refused_reference,
+    refused_rows,
     transfer,
 )
 
@@ -243,25 +244,8 @@ def test_commands_before_a_failed_command_keep_their_events(engine: sa.Engine) -
 def test_a_block_whose_audit_records_cannot_be_written_is_undone(engine: sa.Engine) -> None:
     shop = Shop(engine)
     before = shop.state()
-    refuse = (
-        "CREATE TRIGGER test_refuse_audit BEFORE INSERT ON ff_audit_log"
-        " WHEN NEW.resource_type = 'journal'"
-        " BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
-    )
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE FUNCTION test_refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$"
-                " BEGIN IF NEW.resource_type = 'journal' THEN RAISE EXCEPTION 'refused'"
-                " USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$"
-            )
-        refuse = (
-            "CREATE TRIGGER test_refuse_audit BEFORE INSERT ON ff_audit_log"
-            " FOR EACH ROW EXECUTE FUNCTION test_refuse_audit()"
-        )
-    with engine.begin() as conn:
-        conn.exec_driver_sql(refuse)
-    with engine.connect() as conn:
+    refused = refused_rows(engine, "ff_audit_log", "NEW.resource_type = 'journal'")
+    with refused, engine.connect() as conn:
         tx = conn.begin()
         conn.execute(sa.insert(orders).values(id="o-before", amount=1))
         with pytest.raises(IntegrityViolation), SqlStorage.join(conn) as uow:
@@ -270,11 +254,6 @@ def test_a_block_whose_audit_records_cannot_be_written_is_undone(engine: sa.Engi
         assert tx.is_active  # the caller's transaction goes on without the block
         conn.execute(sa.insert(orders).values(id="o-after", amount=1))
         tx.commit()
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "DROP TRIGGER test_refuse_audit"
-            + (" ON ff_audit_log" if engine.dialect.name == "postgresql" else "")
-        )
     with engine.connect() as conn:
         kept = conn.execute(sa.select(orders.c.id).order_by(orders.c.id)).scalars().all()
     assert kept == ["o-after", "o-before"]  # nothing the block did, the product's row included

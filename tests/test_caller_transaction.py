@@ -7,7 +7,7 @@ audit, idempotency key) commit together or vanish together, and only the product
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -292,29 +292,27 @@ def test_a_rejection_inside_the_callers_transaction_leaves_the_choice_to_the_cal
 
 
 @contextmanager
-def refused_reference(engine: sa.Engine, reference: str) -> Iterator[None]:
-    """A trigger that makes the database itself refuse journals with ``reference``: a write
-    failure the ledger's own checks cannot see coming (failure injection)."""
+def refused_rows(engine: sa.Engine, table: str, condition: str) -> Iterator[None]:
+    """A trigger that makes the database itself refuse inserts into ``table`` whose row
+    meets ``condition`` (SQL on ``NEW``, the same on both dialects): a write failure the
+    library's own checks cannot see coming (failure injection)."""
+    name = f"test_refuse_{table}"
     if engine.dialect.name == "postgresql":
         install = [
-            "CREATE FUNCTION test_refuse_journal() RETURNS trigger LANGUAGE plpgsql AS $$"
-            f" BEGIN IF NEW.reference = '{reference}' THEN"
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN IF {condition} THEN"
             " RAISE EXCEPTION 'refused by test trigger' USING ERRCODE = 'check_violation';"
             " END IF; RETURN NEW; END $$",
-            "CREATE TRIGGER test_refuse_journal BEFORE INSERT ON ledger_journals"
-            " FOR EACH ROW EXECUTE FUNCTION test_refuse_journal()",
+            f"CREATE TRIGGER {name} BEFORE INSERT ON {table}"
+            f" FOR EACH ROW EXECUTE FUNCTION {name}()",
         ]
-        remove = [
-            "DROP TRIGGER test_refuse_journal ON ledger_journals",
-            "DROP FUNCTION test_refuse_journal()",
-        ]
+        remove = [f"DROP TRIGGER {name} ON {table}", f"DROP FUNCTION {name}()"]
     else:
         install = [
-            "CREATE TRIGGER test_refuse_journal BEFORE INSERT ON ledger_journals"
-            f" WHEN NEW.reference = '{reference}'"
+            f"CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN {condition}"
             " BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
         ]
-        remove = ["DROP TRIGGER test_refuse_journal"]
+        remove = [f"DROP TRIGGER {name}"]
     with engine.begin() as conn:
         for sql in install:
             conn.exec_driver_sql(sql)
@@ -324,6 +322,11 @@ def refused_reference(engine: sa.Engine, reference: str) -> Iterator[None]:
         with engine.begin() as conn:
             for sql in remove:
                 conn.exec_driver_sql(sql)
+
+
+def refused_reference(engine: sa.Engine, reference: str) -> AbstractContextManager[None]:
+    """The database refuses journals with ``reference``."""
+    return refused_rows(engine, "ledger_journals", f"NEW.reference = '{reference}'")
 
 
 def _batch_with_refused_last_chunk(shop: Shop) -> c.PostJournals:
