@@ -9,7 +9,6 @@ on every adapter.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from finfactory.events.envelope import EventEnvelope
 from finfactory.kernel.audit import AuditDraft, AuditRecord
@@ -44,11 +43,11 @@ class PendingRows:
         self._events_taken += len(events)
         return events
 
-    def take_audits_by_tenant(self) -> list[tuple[str, list[tuple[AuditDraft, Any]]]]:
+    def take_audits_by_tenant(self) -> list[tuple[str, list[tuple[AuditDraft, Sealer]]]]:
         """Waiting audit drafts grouped by tenant, tenants in order (one lock order)."""
         audits, self.audits = self.audits, []
         self._audits_taken += len(audits)
-        by_tenant: dict[str, list[tuple[AuditDraft, Any]]] = {}
+        by_tenant: dict[str, list[tuple[AuditDraft, Sealer]]] = {}
         for draft, sealer in audits:
             by_tenant.setdefault(draft.tenant_id, []).append((draft, sealer))
         return sorted(by_tenant.items())
