@@ -166,15 +166,21 @@ def engine(request: pytest.FixtureRequest) -> sa.Engine:
 
 
 @contextmanager
-def audit_log_unprotected(conn: sa.Connection) -> Iterator[None]:
-    """Lift the append-only triggers of ff_audit_log inside ``conn``'s transaction."""
+def audit_log_unprotected(conn: sa.Connection, *, heads: bool = False) -> Iterator[None]:
+    """Lift the append-only triggers of ff_audit_log inside ``conn``'s transaction, and with
+    ``heads`` the forward-only ones of ff_audit_heads."""
+    tables = ["ff_audit_log", "ff_audit_heads"] if heads else ["ff_audit_log"]
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("ALTER TABLE ff_audit_log DISABLE TRIGGER USER")
+        for table in tables:
+            conn.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         yield
-        conn.exec_driver_sql("ALTER TABLE ff_audit_log ENABLE TRIGGER USER")
+        for table in tables:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ENABLE TRIGGER USER")
     else:
         conn.exec_driver_sql("DROP TRIGGER ff_audit_log_no_update")
         conn.exec_driver_sql("DROP TRIGGER ff_audit_log_no_delete")
+        if heads:
+            conn.exec_driver_sql("DROP TRIGGER ff_audit_heads_no_rewind")
         yield
 
 

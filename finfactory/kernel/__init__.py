@@ -2,6 +2,7 @@
 commands, audit chain, tenant configuration, clock and id ports, and the error tree."""
 
 from finfactory.kernel.audit import (
+    AuditAnchor,
     AuditRecord,
     ChainVerification,
     Outcome,
@@ -58,6 +59,7 @@ __all__ = [
     "ActorKind",
     "AllowAll",
     "AlreadyExists",
+    "AuditAnchor",
     "AuditRecord",
     "AuditTrail",
     "AuthorizationPolicy",

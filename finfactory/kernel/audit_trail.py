@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import islice
 
 import attrs
 
-from finfactory.kernel.audit import AuditRecord, ChainVerification, verify_chain
+from finfactory.kernel.audit import (
+    GENESIS_HASH,
+    AuditAnchor,
+    AuditRecord,
+    ChainVerification,
+    verify_chain,
+)
 from finfactory.kernel.authz import AuthorizationPolicy
 from finfactory.kernel.clock import Clock, IdGenerator
 from finfactory.kernel.context import RequestContext
+from finfactory.kernel.errors import ValidationError
 from finfactory.kernel.ports import Storage, UnitOfWork
 from finfactory.kernel.reads import ReadGuard
 
@@ -40,9 +48,34 @@ class AuditTrail:
             )
             return list(islice(records, max(1, min(limit, 10_000))))
 
-    def verify(self, ctx: RequestContext, *, uow: UnitOfWork | None = None) -> ChainVerification:
-        """Walk the caller's tenant's whole chain and report the first break, if any."""
+    def verify(
+        self,
+        ctx: RequestContext,
+        *,
+        anchors: Iterable[AuditAnchor] = (),
+        uow: UnitOfWork | None = None,
+    ) -> ChainVerification:
+        """Walk the caller's tenant's whole chain and report the first break, if any. With
+        ``anchors`` taken earlier by :meth:`anchor`, a chain rewritten or cut short since
+        then fails too."""
+        anchors = list(anchors)
+        for index, anchor in enumerate(anchors):
+            if not isinstance(anchor, AuditAnchor):
+                raise ValidationError("expected an AuditAnchor", field=f"anchors.{index}")
+            if anchor.tenant_id != ctx.tenant_id:
+                raise ValidationError(
+                    "the anchor belongs to another tenant", field=f"anchors.{index}.tenant_id"
+                )
         with self._reads.view(ctx, uow) as tx:
             return verify_chain(
-                tx.kernel.audit_records(ctx.tenant_id), tx.kernel.audit_head(ctx.tenant_id)
+                tx.kernel.audit_records(ctx.tenant_id),
+                tx.kernel.audit_head(ctx.tenant_id),
+                anchors,
             )
+
+    def anchor(self, ctx: RequestContext, *, uow: UnitOfWork | None = None) -> AuditAnchor:
+        """The caller's tenant's head now, to keep outside the database (see AuditAnchor)."""
+        with self._reads.view(ctx, uow) as tx:
+            head = tx.kernel.audit_head(ctx.tenant_id)
+        sequence, last_hash = head if head is not None else (0, GENESIS_HASH)
+        return AuditAnchor(ctx.tenant_id, sequence, last_hash)
