@@ -7,15 +7,20 @@ from datetime import UTC, datetime
 
 import attrs
 import pytest
+import sqlalchemy as sa
 
+from finfactory.adapters.sqlalchemy.storage import SqlStorage
 from finfactory.events.envelope import EventEnvelope
 from finfactory.kernel.audit import AuditRecord, Outcome, verify_chain
+from finfactory.kernel.authz import default_policy
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
 from finfactory.kernel.errors import NotFound
 from finfactory.kernel.money import Money, from_minor
 from finfactory.kernel.ports import Storage
 from finfactory.primitives.ledger import commands as c
+from finfactory.primitives.ledger.errors import AccountNotFound
 from finfactory.primitives.ledger.service import LedgerService
+from finfactory.testing import ManualClock, SequentialIds
 
 A, B = "tenant-a", "tenant-b"
 NOT_FOUND_CODES = {"ledger.account_not_found", "ledger.journal_not_found", "ledger.hold_not_found"}
@@ -265,3 +270,22 @@ def test_audit_chains_are_per_tenant(ledger: LedgerService, storage: Storage) ->
 def _head(storage: Storage, tenant: str) -> tuple[int, str] | None:
     with storage.read() as uow:
         return uow.kernel.audit_head(tenant)
+
+
+def test_a_command_naming_another_tenants_accounts_locks_none_of_them(
+    pg_clean: sa.Engine,
+) -> None:
+    """On PostgreSQL, tenant B's refused command must not hold row locks on tenant A's
+    accounts: inside a transaction B keeps open, those would stall A's payments."""
+    storage = SqlStorage(pg_clean)
+    ledger = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
+    books = _books(ledger, A)
+    with pg_clean.connect() as conn, conn.begin():
+        with SqlStorage.join(conn) as uow, pytest.raises(AccountNotFound):
+            ledger.post_journal(_ctx(B), transfer("probe", books.wallet, books.cash, 1), uow=uow)
+        with pg_clean.connect() as other, other.begin():
+            locked = other.execute(
+                sa.text("SELECT id FROM ledger_accounts WHERE id IN (:a, :b) FOR UPDATE NOWAIT"),
+                {"a": books.wallet, "b": books.cash},
+            ).all()
+        assert len(locked) == 2  # NOWAIT raised LockNotAvailable while B held them

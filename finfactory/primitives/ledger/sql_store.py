@@ -60,14 +60,18 @@ class SqlLedgerStore:
         return f"{column} IN ({marks})", {f"{prefix}{i}": v for i, v in enumerate(values)}
 
     def lock_accounts(self, tenant_id: str, account_ids: Collection[str]) -> dict[str, Account]:
-        # By primary key alone, so the plan never depends on table statistics; rows of other
-        # tenants are dropped here (ids are global UUIDs, so that only happens on bad input).
+        # Found by primary key (the plan never depends on table statistics), filtered by
+        # tenant in the statement itself: FOR UPDATE must never lock another tenant's row,
+        # or a command naming that tenant's account ids could stall its payments.
         condition, params = self._in("id", sorted(account_ids), "a")
-        sql = f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE {condition} ORDER BY id"
+        params["tenant_id"] = tenant_id
+        sql = (
+            f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts"
+            f" WHERE {condition} AND tenant_id = :tenant_id ORDER BY id"
+        )
         if self._lock:
             sql += " FOR UPDATE"
-        found = (_account_from_tuple(row) for row in self._drv.query(sql, params))
-        return {acc.id: acc for acc in found if acc.tenant_id == tenant_id}
+        return {acc.id: acc for acc in map(_account_from_tuple, self._drv.query(sql, params))}
 
     def get_account(self, tenant_id: str, account_id: str) -> Account | None:
         row = (
