@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -42,7 +43,12 @@ from finfactory.adapters.sqlalchemy.migrate import all_metadata, migrate
 from finfactory.adapters.sqlalchemy.storage import SqlStorage, create_engine
 from finfactory.kernel.authz import default_policy
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
-from finfactory.kernel.errors import DomainError, FinFactoryError, IdempotencyConflict
+from finfactory.kernel.errors import (
+    DomainError,
+    FinFactoryError,
+    IdempotencyConflict,
+    ValidationError,
+)
 from finfactory.kernel.money import Money, from_minor, to_minor
 from finfactory.kernel.ports import Storage
 from finfactory.primitives.ledger import commands as c
@@ -562,6 +568,16 @@ class LedgerMachine(RuleBasedStateMachine):
     def create_hold(self, data: st.DataObject, amount: int, ttl: int | None) -> None:
         cur = self.pick_currency(data)
         debit, credit = self.pick_account(data, cur), self.pick_account(data, cur)
+        if debit == credit:  # an input error, refused before anything runs
+            with pytest.raises(ValidationError) as refused:
+                c.CreateHold(
+                    reference="h",
+                    debit_account_id=debit,
+                    credit_account_id=credit,
+                    amount=from_minor(amount, cur),
+                )
+            assert refused.value.field == "credit_account_id"
+            return
         if self.model.hold_refs and data.draw(st.integers(0, 14), label="reuse ref") == 14:
             ref = data.draw(st.sampled_from(sorted(self.model.hold_refs)), label="used ref")
         else:

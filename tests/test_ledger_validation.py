@@ -677,6 +677,12 @@ BAD_INPUT: list[Any] = [
         id="hold-reference-long",
     ),
     pytest.param(
+        lambda lg, x, w: lg.create_hold(x, hold_cmd(w, credit_account_id=w.wallet)),
+        "credit_account_id",
+        ValidationError,
+        id="hold-same-account-both-sides",
+    ),
+    pytest.param(
         lambda lg, x, w: lg.create_hold(x, hold_cmd(w, debit_account_id="")),
         "debit_account_id",
         ValidationError,

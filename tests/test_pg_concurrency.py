@@ -503,8 +503,9 @@ def test_capture_racing_hold_expiry_on_a_shared_account_does_not_deadlock(
     pg_clean: sa.Engine,
 ) -> None:
     """A capture that starts just before a hold's expiry and an expiry job that starts just
-    after it run at the same time. expire_holds locks hold 1, its accounts, then hold 2; the
-    capture locks hold 2 then the same accounts. Both must finish (one of them wins)."""
+    after it run at the same time. expire_holds locks its due holds in id order, then their
+    accounts; the capture locks hold 2, then the same accounts. Both must finish (one of them
+    wins)."""
     storage, ids, ctx = SqlStorage(pg_clean), SequentialIds(), _ctx()
     before_expiry, after_expiry = ManualClock(), ManualClock()
     capturer = LedgerService(storage, default_policy(), before_expiry, ids)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from finfactory.kernel.model import MetadataValue, Model, MoneyAmount, PositiveMoney
 from finfactory.primitives.ledger.model import (
@@ -85,6 +86,15 @@ class CreateHold(Model):
     metadata: Metadata = Field(default_factory=dict)
 
     _check_expiry = field_validator("expires_at")(_aware)
+
+    @field_validator("credit_account_id")
+    @classmethod
+    def _another_account(cls, value: str, info: ValidationInfo) -> str:
+        # A hold on one account would reserve a customer's funds with no one to receive
+        # them, and its capture would move nothing.
+        if value == info.data.get("debit_account_id"):
+            raise PydanticCustomError("same_account", "a hold needs two different accounts")
+        return value
 
 
 class CaptureHold(Model):
