@@ -350,3 +350,35 @@ def test_audit_head_cannot_be_rewound_or_deleted(
             conn.exec_driver_sql(statement)
     with storage.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE ff_audit_heads SET last_sequence = last_sequence + 0")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "TRUNCATE ff_audit_log",
+        "TRUNCATE ff_audit_heads",
+        "TRUNCATE ff_audit_log, ff_audit_heads",
+        "TRUNCATE ledger_entries",
+        "TRUNCATE ledger_journals CASCADE",
+        "TRUNCATE ledger_accounts CASCADE",  # reaches the entries through their foreign key
+    ],
+)
+def test_postgres_refuses_to_truncate_append_only_tables(
+    pg_clean: sa.Engine, statement: str
+) -> None:
+    """Row triggers do not fire on TRUNCATE: without statement triggers it emptied the chain
+    and its heads, and every tenant's (now empty) chain verified."""
+    storage = SqlStorage(pg_clean)
+    run_commands(storage)
+    tables = ("ff_audit_log", "ff_audit_heads", "ledger_journals", "ledger_entries")
+
+    def counts() -> list[int]:
+        with pg_clean.connect() as conn:
+            return [conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables]
+
+    before = counts()
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), pg_clean.begin() as conn:
+        conn.exec_driver_sql(statement)
+    assert counts() == before
+    assert verify(storage).ok
+    assert len(records(storage)) == 8

@@ -1,5 +1,6 @@
 """Audit heads only move forward: a head cannot be deleted or wound back, so the chain
-cannot be truncated by the application's own database role without disabling triggers.
+cannot be truncated by the application's own database role without disabling triggers
+(the TRUNCATE statement, which fires no row trigger, only since migration 0016).
 
 Revision ID: 0003
 Revises: 0002
