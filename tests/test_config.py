@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Self
 
 import pytest
+import sqlalchemy as sa
+from pydantic import SecretStr, model_validator
 
+from finfactory.adapters.sqlalchemy.storage import SqlStorage
 from finfactory.kernel.audit import AuditRecord, Outcome, verify_chain
 from finfactory.kernel.authz import default_policy
 from finfactory.kernel.clock import IdGenerator
-from finfactory.kernel.config import TenantConfigService
+from finfactory.kernel.config import TenantConfigService, TenantSettings
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
-from finfactory.kernel.errors import PermissionDenied, ValidationError
+from finfactory.kernel.errors import ConfigurationError, PermissionDenied, ValidationError
+from finfactory.kernel.model import MoneyAmount
 from finfactory.kernel.money import Money, from_minor
-from finfactory.kernel.ports import Storage
+from finfactory.kernel.ports import ConfigVersion, Storage
 from finfactory.primitives.ledger import commands as c
 from finfactory.primitives.ledger.errors import (
     BatchTooLarge,
@@ -23,7 +28,7 @@ from finfactory.primitives.ledger.errors import (
 )
 from finfactory.primitives.ledger.service import LedgerService
 from finfactory.primitives.ledger.settings import LedgerSettings
-from finfactory.testing import ManualClock
+from finfactory.testing import ManualClock, SequentialIds
 
 TENANT = "tenant-a"
 
@@ -355,3 +360,137 @@ def test_ledger_honours_max_batch_size(
         )
         == 3
     )
+
+
+# -- review findings: rules across settings, request identity, odd values, evolution ---------
+class Limits(TenantSettings):
+    """Two settings with a rule relating them, a money amount and a float."""
+
+    section: ClassVar[str] = "test.limits"
+    default_ttl: int = 60
+    max_ttl: int = 120
+    ceiling: MoneyAmount = Money("100.00", "PHP")
+    fee_rate: float = 0.01
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> Self:
+        if self.default_ttl > self.max_ttl:
+            raise ValueError("default_ttl exceeds max_ttl")
+        return self
+
+
+def test_a_change_is_checked_against_the_current_settings_not_the_defaults(
+    config: TenantConfigService, storage: Storage
+) -> None:
+    config.update(_ctx(), Limits, {"max_ttl": 1_000}, reason="longer codes")
+    # 500 exceeds the default max_ttl (120) but not the tenant's (1,000).
+    change = config.update(_ctx(), Limits, {"default_ttl": 500}, reason="longer default")
+    assert change.version == 2
+    assert config.get(_ctx(), Limits).default_ttl == 500
+    audit = _audit(storage)
+    with pytest.raises(ValidationError) as refused:
+        config.update(_ctx(), Limits, {"max_ttl": 100}, reason="shorter", idempotency_key="k")
+    assert refused.value.field == "changes.request"  # the rule, not one field, failed
+    assert _audit(storage) == audit  # nothing written, the key not taken
+    assert config.update(_ctx(), Limits, {"max_ttl": 600}, reason="ok", idempotency_key="k")
+
+
+def test_the_same_change_in_another_key_order_or_form_is_the_same_request(
+    config: TenantConfigService,
+) -> None:
+    first = config.update(
+        _ctx(),
+        Limits,
+        {"max_ttl": 300, "ceiling": Money("50", "PHP")},
+        reason="r",
+        idempotency_key="same",
+    )
+    again = config.update(
+        _ctx(),
+        Limits,
+        {"ceiling": {"amount": "50.00", "currency": "PHP"}, "max_ttl": 300},
+        reason="r",
+        idempotency_key="same",
+    )
+    assert again == first
+    assert [h.version for h in config.history(_ctx(), Limits)] == [1]
+    assert config.get(_ctx(), Limits).ceiling == Money("50.00", "PHP")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"fee_rate": float("nan")}, "changes.fee_rate"),
+        ({"fee_rate": float("inf")}, "changes.fee_rate"),
+        ({"max_ttl": object()}, "changes.max_ttl"),
+        ({"max_ttl": "\ud800"}, "changes.max_ttl"),
+    ],
+)
+def test_values_no_backend_can_store_are_refused_alike(
+    config: TenantConfigService, changes: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        config.update(_ctx(), Limits, changes, reason="odd")
+    assert refused.value.field == field
+    assert config.history(_ctx(), Limits) == []
+
+
+def test_a_setting_removed_by_a_later_release_does_not_lock_the_section(
+    config: TenantConfigService, storage: Storage
+) -> None:
+    config.update(_ctx(), Limits, {"max_ttl": 200}, reason="before the upgrade")
+    with storage.transaction() as uow:  # a version stored by a release that had one more
+        uow.kernel.config_append(
+            TENANT,
+            ConfigVersion(
+                section=Limits.section,
+                version=2,
+                values={**Limits(max_ttl=300).model_dump(mode="json"), "legacy_flag": True},
+                changed_by="old-release",
+                changed_at=datetime(2026, 1, 1, tzinfo=UTC),
+                reason="set by an older release",
+            ),
+        )
+    assert config.get(_ctx(), Limits).max_ttl == 300
+    assert config.update(_ctx(), Limits, {"max_ttl": 400}, reason="after").version == 3
+    assert "legacy_flag" not in config.history(_ctx(), Limits)[-1].values
+
+
+def test_settings_refuse_secret_fields_when_declared() -> None:
+    with pytest.raises(ConfigurationError, match="secret store"):
+
+        class Webhooks(TenantSettings):
+            section: ClassVar[str] = "test.webhooks"
+            signing_secret: SecretStr | None = None
+
+
+def test_concurrent_changes_to_one_section_all_succeed_in_turn(pg_clean: sa.Engine) -> None:
+    """Without a lock per tenant and section, writers raced for the same version number and
+    most failed with IntegrityViolation once the runner's retries ran out."""
+    storage = SqlStorage(pg_clean)
+    writers = 8
+    services = [
+        TenantConfigService(storage, default_policy(), ManualClock(), SequentialIds(n + 1))
+        for n in range(writers)
+    ]
+    start = threading.Barrier(writers)
+    failures: list[BaseException] = []
+
+    def change(n: int) -> None:
+        start.wait()
+        try:
+            services[n].update(_ctx(), Limits, {"max_ttl": 200 + n}, reason=f"writer {n}")
+        except BaseException as err:
+            failures.append(err)
+
+    threads = [threading.Thread(target=change, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    history = services[0].history(_ctx(), Limits)
+    assert [h.version for h in history] == list(range(1, writers + 1))
+    assert sorted(h.values["max_ttl"] for h in history) == [200 + n for n in range(writers)]
+    with storage.read() as uow:
+        assert verify_chain(uow.kernel.audit_records(TENANT), uow.kernel.audit_head(TENANT)).ok

@@ -242,6 +242,9 @@ class MemoryKernelStore(HoldsBackAudits):
                     break
         return out
 
+    def lock_config(self, tenant_id: str, section: str) -> None:
+        """Nothing to do: one transaction runs at a time."""
+
     def config_latest(self, tenant_id: str, section: str) -> ConfigVersion | None:
         history = self.config_history(tenant_id, section)
         return history[-1] if history else None

@@ -9,25 +9,50 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, get_args
 
 import attrs
+import pydantic
 from pydantic import Field
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from finfactory.kernel.authz import AuthorizationPolicy
+from finfactory.kernel.canonical import canonical_json
 from finfactory.kernel.clock import Clock, IdGenerator
 from finfactory.kernel.commands import CommandRunner, CommandScope, CommandSpec
 from finfactory.kernel.context import RequestContext
-from finfactory.kernel.errors import ValidationError
+from finfactory.kernel.errors import ConfigurationError, ValidationError
 from finfactory.kernel.model import Model
+from finfactory.kernel.money import Money, money_to_json
 from finfactory.kernel.ports import ConfigVersion, Storage, UnitOfWork
 from finfactory.kernel.reads import ReadGuard
 
 
 class TenantSettings(Model):
-    """Base for a primitive's settings. Subclasses set ``section`` and give every default."""
+    """Base for a primitive's settings. Subclasses set ``section`` and give every default.
 
+    Secrets do not belong here (settings are stored in plain text and their changes are
+    audited with before and after values): a ``SecretStr`` or ``SecretBytes`` field is refused
+    when the class is defined. Floats must be finite.
+    """
+
+    model_config = pydantic.ConfigDict(allow_inf_nan=False)
     section: ClassVar[str] = ""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for name, field in cls.model_fields.items():
+            if _mentions_secret(field.annotation):
+                raise ConfigurationError(
+                    f"{cls.__name__}.{name}: keep secrets in a secret store, not in settings"
+                )
+
+
+def _mentions_secret(annotation: Any) -> bool:
+    if annotation in (pydantic.SecretStr, pydantic.SecretBytes):
+        return True
+    return any(_mentions_secret(arg) for arg in get_args(annotation))
 
 
 S = TypeVar("S", bound=TenantSettings)
@@ -53,7 +78,28 @@ def load_settings(uow: UnitOfWork, tenant_id: str, settings_type: type[S]) -> S:
     latest = uow.kernel.config_latest(tenant_id, settings_type.section)
     if latest is None:
         return settings_type()
-    return settings_type.model_validate(latest.values)
+    # A setting a later release removed may linger in stored versions: it is ignored, or the
+    # section could never be read (nor changed) again.
+    known = settings_type.model_fields
+    return settings_type.model_validate({k: v for k, v in latest.values.items() if k in known})
+
+
+def _json_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    def money(value: Any) -> Any:
+        if isinstance(value, Money):
+            return money_to_json(value)
+        raise PydanticSerializationError(f"a setting cannot be {type(value).__name__}")
+
+    found: dict[str, Any] = {}
+    for key in sorted(changes):
+        try:
+            found[key] = to_jsonable_python(changes[key], fallback=money)
+            canonical_json(found[key]).encode("utf-8")
+        except PydanticSerializationError as err:
+            raise ValidationError(f"not a JSON value: {err}", field=f"changes.{key}") from None
+        except UnicodeEncodeError:
+            raise ValidationError("text must be valid Unicode", field=f"changes.{key}") from None
+    return found
 
 
 def _change(v: ConfigVersion) -> ConfigChange:
@@ -107,15 +153,19 @@ class TenantConfigService:
         idempotency_key: str | None = None,
         uow: UnitOfWork | None = None,
     ) -> ConfigChange:
-        request = UpdateSettings(
-            section=settings_type.section, changes=dict(changes), reason=reason
-        )
         unknown = sorted(set(changes) - set(settings_type.model_fields))
         if unknown:
             raise ValidationError(f"unknown setting {unknown[0]!r}", field=f"changes.{unknown[0]}")
+        # The request is kept (and fingerprinted for idempotency) in JSON form with sorted
+        # keys: the same change given in another order, or as Money rather than its JSON
+        # form, is the same request.
+        request = UpdateSettings(
+            section=settings_type.section, changes=_json_changes(changes), reason=reason
+        )
 
         def handle(scope: CommandScope) -> ConfigChange:
             kernel = scope.uow.kernel
+            kernel.lock_config(ctx.tenant_id, settings_type.section)
             latest = kernel.config_latest(ctx.tenant_id, settings_type.section)
             current = load_settings(scope.uow, ctx.tenant_id, settings_type)
             merged = {**current.model_dump(mode="json"), **dict(changes)}
@@ -143,11 +193,9 @@ class TenantConfigService:
             }
             return _change(entry)
 
-        # Check the merged settings up front too, so malformed input writes nothing.
-        try:
-            settings_type.parse({**settings_type().model_dump(mode="json"), **dict(changes)})
-        except ValidationError as err:
-            raise ValidationError(err.message, field=f"changes.{err.field}") from None
+        # Validated in the handler against the tenant's current settings (not the defaults:
+        # a rule relating two settings depends on both). A refusal there is raised out of the
+        # transaction, so nothing is written, the idempotency key included.
         return self._runner.run(
             ctx,
             UPDATE,

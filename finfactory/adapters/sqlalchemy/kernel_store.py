@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from collections.abc import Iterator, Sequence
@@ -77,6 +78,8 @@ _CONFIG_VERSIONS = (
 )
 _LATEST_CONFIG = _CONFIG_VERSIONS + " DESC LIMIT 1"
 _OUTBOX_LOCK = "SELECT pg_advisory_xact_lock(:key)"
+_CONFIG_LOCK = "SELECT pg_advisory_xact_lock(:space, :key)"
+_CONFIG_LOCK_SPACE = 0x66666366  # "ffcf"
 OUTBOX_CHANNEL = "ff_outbox"
 _NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
 
@@ -247,6 +250,15 @@ class SqlKernelStore(HoldsBackAudits):
         return read_envelopes(self._core(), where, params, limit)
 
     # -- tenant configuration ---------------------------------------------------------------
+    def lock_config(self, tenant_id: str, section: str) -> None:
+        if not self._drv.postgres:
+            return  # SQLite: the transaction began IMMEDIATE, writers already take turns
+        # The two-key form: its key space never meets the outbox lock's single bigint key.
+        digest = hashlib.sha256(f"{tenant_id}\x00{section}".encode()).digest()
+        key = int.from_bytes(digest[:4], "big", signed=True)
+        # Queued: it reaches the server before the read of the latest version that follows.
+        self._drv.queue(_CONFIG_LOCK, [{"space": _CONFIG_LOCK_SPACE, "key": key}])
+
     def config_latest(self, tenant_id: str, section: str) -> ConfigVersion | None:
         # Most commands read a setting: straight through the driver, in the write pipeline.
         rows = self._drv.query(_LATEST_CONFIG, {"tenant_id": tenant_id, "section": section})
