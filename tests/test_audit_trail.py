@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from finfactory.kernel import AuditTrail, PermissionDenied, default_policy
+from finfactory.kernel import AuditTrail, PermissionDenied, ValidationError, default_policy
 from finfactory.kernel.ports import Storage
 from finfactory.primitives.ledger import OpenAccount
 from finfactory.primitives.ledger.service import LedgerService
@@ -36,3 +38,55 @@ def test_auditor_reads_and_verifies_own_tenant_only(storage: Storage) -> None:
     assert [(r.actor_id, r.outcome.value, r.action) for r in last] == [
         ("clerk", "denied", "audit.read")
     ]
+
+
+@pytest.mark.parametrize(
+    ("paging", "field"),
+    [
+        ({"after_sequence": -1}, "after_sequence"),
+        ({"after_sequence": 2**63}, "after_sequence"),
+        ({"after_sequence": "3"}, "after_sequence"),
+        ({"limit": True}, "limit"),
+    ],
+)
+def test_paging_input_is_checked_alike_on_every_store(
+    storage: Storage, paging: dict[str, Any], field: str
+) -> None:
+    trail = AuditTrail(storage, default_policy(), ManualClock(), SequentialIds())
+    with pytest.raises(ValidationError) as refused:
+        trail.records(context("a", roles=frozenset({"auditor"})), **paging)
+    assert refused.value.field == field
+
+
+def test_a_page_deep_in_a_long_trail_reads_only_that_page(storage: Storage) -> None:
+    """The store answers with the page itself: the trail used to read every record before
+    the page and drop them in Python, so reading a whole trail page by page was quadratic."""
+    clock, ids = ManualClock(), SequentialIds()
+    ledger = LedgerService(storage, default_policy(), clock, ids)
+    for n in range(30):
+        ledger.open_account(context("a"), OpenAccount(code=f"x{n}", currency="PHP", type="asset"))
+    trail = AuditTrail(storage, default_policy(), clock, ids)
+    auditor = context("a", roles=frozenset({"auditor"}), actor="auditor-1")
+    seen: list[int] = []
+    after = 0
+    while page := trail.records(auditor, after_sequence=after, limit=7):
+        seen += [r.sequence for r in page]
+        after = page[-1].sequence
+    assert seen == list(range(1, 31))
+    calls: list[dict[str, Any]] = []
+    with storage.read() as uow:
+        real = uow.kernel.audit_records
+
+        def spy(tenant_id: str, **paging: Any) -> Any:
+            calls.append(paging)
+            return real(tenant_id, **paging)
+
+        uow.kernel.audit_records = spy  # type: ignore[method-assign]
+        assert [
+            r.sequence for r in trail.records(auditor, after_sequence=20, limit=3, uow=uow)
+        ] == [
+            21,
+            22,
+            23,
+        ]
+    assert calls == [{"after_sequence": 20, "limit": 3}]

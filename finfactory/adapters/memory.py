@@ -201,9 +201,15 @@ class MemoryKernelStore(HoldsBackAudits):
                 self._uow.put("ff_audit_heads", draft.tenant_id, (record.sequence, record.hash))
                 self._uow.put("ff_audit_log", (draft.tenant_id, record.sequence), record)
 
-    def audit_records(self, tenant_id: str) -> Iterator[AuditRecord]:
-        rows = [r for (t, _), r in self._uow.db.table("ff_audit_log").items() if t == tenant_id]
-        return iter(sorted(rows, key=lambda r: r.sequence))
+    def audit_records(
+        self, tenant_id: str, *, after_sequence: int = 0, limit: int | None = None
+    ) -> Iterator[AuditRecord]:
+        table = self._uow.db.table("ff_audit_log")
+        rows = sorted(
+            (r for (t, seq), r in table.items() if t == tenant_id and seq > after_sequence),
+            key=lambda r: r.sequence,
+        )
+        return iter(rows if limit is None else rows[:limit])
 
     def audit_head(self, tenant_id: str) -> tuple[int, str] | None:
         head = self._uow.get("ff_audit_heads", tenant_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import islice
 
 import attrs
 
@@ -42,11 +41,14 @@ class AuditTrail:
         uow: UnitOfWork | None = None,
     ) -> list[AuditRecord]:
         """The caller's tenant's records with ``sequence > after_sequence``, oldest first."""
+        for name, value in (("after_sequence", after_sequence), ("limit", limit)):
+            if type(value) is not int or not 0 <= value < 2**63:
+                raise ValidationError(f"{name} must be a whole number >= 0", field=name)
         with self._reads.view(ctx, uow) as tx:
-            records = (
-                r for r in tx.kernel.audit_records(ctx.tenant_id) if r.sequence > after_sequence
+            page = tx.kernel.audit_records(
+                ctx.tenant_id, after_sequence=after_sequence, limit=max(1, min(limit, 10_000))
             )
-            return list(islice(records, max(1, min(limit, 10_000))))
+            return list(page)
 
     def verify(
         self,

@@ -80,7 +80,12 @@ class KernelStore(Protocol):
         self, after_position: int, limit: int, tenant_id: str | None = None
     ) -> list[EventEnvelope]: ...
 
-    def audit_records(self, tenant_id: str) -> Iterator[AuditRecord]: ...
+    def audit_records(
+        self, tenant_id: str, *, after_sequence: int = 0, limit: int | None = None
+    ) -> Iterator[AuditRecord]:
+        """The tenant's records numbered above ``after_sequence``, oldest first, at most
+        ``limit`` of them (all without one)."""
+        ...
 
     def audit_head(self, tenant_id: str) -> tuple[int, str] | None: ...
 

@@ -184,6 +184,23 @@ def ledger_transcript(storage: Storage, store_factory: StoreFactory) -> list[Any
     return out
 
 
+def _draft(record_id: str, tenant: str, summary: dict[str, Any] | None = None) -> AuditDraft:
+    return AuditDraft(
+        id=record_id,
+        tenant_id=tenant,
+        occurred_at=ManualClock().now(),
+        actor_id="x",
+        actor_kind="user",
+        action="act",
+        resource_type="r",
+        resource_id=None,
+        outcome=Outcome.SUCCEEDED,
+        reason="",
+        trace_id="1" * 32,
+        summary=summary or {},
+    )
+
+
 class _Probe(Exception):
     """Carries a finding out of a transaction that must roll back."""
 
@@ -260,26 +277,10 @@ class StorageContract:
 
     def test_audit_chain_appends_and_verifies_per_tenant(self) -> None:
         storage = self.make_storage()
-        now = ManualClock().now()
         with storage.transaction() as tx:
             for n, tenant in enumerate(["a", "b", "a", "a"]):
-                tx.kernel.append_audit(
-                    AuditDraft(
-                        id=f"id-{n}",
-                        tenant_id=tenant,
-                        occurred_at=now,
-                        actor_id="x",
-                        actor_kind="user",
-                        action="act",
-                        resource_type="r",
-                        resource_id=None,
-                        outcome=Outcome.SUCCEEDED,
-                        reason="",
-                        trace_id="1" * 32,
-                        summary={"n": n, "nested": {"z": 1, "a": [1, 2]}},
-                    ),
-                    seal,
-                )
+                summary = {"n": n, "nested": {"z": 1, "a": [1, 2]}}
+                tx.kernel.append_audit(_draft(f"id-{n}", tenant, summary), seal)
         with storage.read() as tx:
             records = list(tx.kernel.audit_records("a"))
             assert [r.sequence for r in records] == [1, 2, 3]
@@ -288,6 +289,24 @@ class StorageContract:
             assert verify_chain(records, tx.kernel.audit_head("a")).ok
             assert tx.kernel.audit_head("b") == (1, next(iter(tx.kernel.audit_records("b"))).hash)
             assert tx.kernel.audit_head("nobody") is None
+
+    def test_audit_records_page_by_sequence(self) -> None:
+        storage = self.make_storage()
+        with storage.transaction() as tx:
+            for n in range(5):
+                tx.kernel.append_audit(_draft(f"a-{n}", "paged"), seal)
+            tx.kernel.append_audit(_draft("b-0", "other"), seal)
+        with storage.read() as tx:
+            kernel = tx.kernel
+            assert [r.sequence for r in kernel.audit_records("paged", after_sequence=2)] == [
+                3,
+                4,
+                5,
+            ]
+            page = kernel.audit_records("paged", after_sequence=1, limit=2)
+            assert [r.sequence for r in page] == [2, 3]
+            assert list(kernel.audit_records("paged", after_sequence=5)) == []
+            assert [r.id for r in kernel.audit_records("other", limit=10)] == ["b-0"]
 
     def test_outbox_positions_follow_commit_order_and_page(self) -> None:
         storage = self.make_storage()

@@ -175,12 +175,16 @@ class SqlKernelStore(HoldsBackAudits):
         self._drv.queue(_SET_HEAD, [{"tenant_id": tenant_id, "hash": prev_hash}])
         self._drv.queue(_INSERT_AUDIT_SQL, rows)
 
-    def audit_records(self, tenant_id: str) -> Iterator[AuditRecord]:
-        rows = self._core().execute(
+    def audit_records(
+        self, tenant_id: str, *, after_sequence: int = 0, limit: int | None = None
+    ) -> Iterator[AuditRecord]:
+        # The primary key (tenant_id, sequence) finds the page: no scan of what precedes it.
+        query = (
             select(audit_log)
-            .where(audit_log.c.tenant_id == tenant_id)
+            .where(audit_log.c.tenant_id == tenant_id, audit_log.c.sequence > after_sequence)
             .order_by(audit_log.c.sequence)
         )
+        rows = self._core().execute(query if limit is None else query.limit(limit))
         for row in rows:
             yield AuditRecord(
                 id=row.id,
