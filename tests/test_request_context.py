@@ -3,12 +3,18 @@ propagates W3C trace context as the specification asks."""
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from finfactory.kernel import AuditTrail, PermissionDenied, default_policy
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
 from finfactory.kernel.errors import ValidationError
+from finfactory.kernel.ports import Storage
+from finfactory.primitives.ledger import OpenAccount
+from finfactory.primitives.ledger.service import LedgerService
+from finfactory.testing import ManualClock, SequentialIds
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -84,12 +90,31 @@ def test_a_version_00_traceparent_keeps_trace_and_flags_and_the_outgoing_span_is
         f"00-{trace}-{span}-{flag}", tenant_id="acme", actor=OPERATOR
     )
     assert (ctx.trace_id, ctx.parent_span_id, ctx.trace_flags) == (trace, span, flag)
+    known = f"{int(flag, 16) & 0x03:02x}"  # sampled and random trace id; the rest reserved
     outgoing = ctx.traceparent()
     version, out_trace, out_span, out_flags = outgoing.split("-")
-    assert (version, out_trace, out_flags) == ("00", trace, flag)
+    assert (version, out_trace, out_flags) == ("00", trace, known)
     assert out_span != span  # a child of our span, not a sibling of the caller's
     assert out_span != "0" * 16
-    assert ctx.traceparent("b7ad6b7169203331") == f"00-{trace}-b7ad6b7169203331-{flag}"
+    assert ctx.traceparent("b7ad6b7169203331") == f"00-{trace}-b7ad6b7169203331-{known}"
+
+
+@pytest.mark.parametrize(
+    ("incoming", "outgoing"),
+    [("00", "00"), ("01", "01"), ("02", "02"), ("03", "03"), ("09", "01"), ("ff", "03")],
+)
+def test_outgoing_flags_keep_the_defined_bits_and_zero_the_reserved_ones(
+    incoming: str, outgoing: str
+) -> None:
+    ctx = RequestContext.from_traceparent(
+        f"00-{TRACE}-{SPAN}-{incoming}", tenant_id="acme", actor=OPERATOR
+    )
+    assert ctx.trace_flags == incoming
+    assert ctx.traceparent().endswith(f"-{outgoing}")
+
+
+def test_without_a_traceparent_outgoing_calls_are_sampled() -> None:
+    assert context().traceparent().endswith("-01")
 
 
 @given(version=st.tuples(hex_digits, hex_digits).map("".join), trace=trace_ids, span=span_ids)
@@ -128,3 +153,29 @@ def test_an_outgoing_span_id_is_checked() -> None:
     with pytest.raises(ValidationError) as refused:
         context().traceparent("0" * 16)
     assert refused.value.field == "span_id"
+
+
+def test_an_agent_given_as_text_and_the_longest_ids_are_audited_alike_on_every_backend(
+    storage: Storage,
+) -> None:
+    """Ids at their length limits, outside ASCII, fit every backend's columns; an actor kind
+    given as text is audited like the enum (it failed with AttributeError, unaudited)."""
+    clock, ids = ManualClock(), SequentialIds()
+    ledger = LedgerService(storage, default_policy(), clock, ids)
+    agent = Actor("é" * 128, "agent", {"admin"})  # type: ignore[arg-type]
+    ctx = context(actor=agent, correlation_id="ü" * 64, causation_id="😀" * 64)
+    ledger.open_account(ctx, OpenAccount(code="cash", currency="PHP", type="asset"))
+    with pytest.raises(PermissionDenied):
+        ledger.open_account(
+            attrs.evolve(ctx, actor=Actor("bot", "agent")),  # type: ignore[arg-type]
+            OpenAccount(code="cash2", currency="PHP", type="asset"),
+        )
+    auditor = context(actor=Actor("auditor-1", ActorKind.USER, frozenset({"auditor"})))
+    records = AuditTrail(storage, default_policy(), clock, ids).records(auditor)
+    assert [(r.actor_id, r.actor_kind, r.outcome.value) for r in records] == [
+        ("é" * 128, "agent", "succeeded"),
+        ("bot", "agent", "denied"),
+    ]
+    with storage.read() as uow:
+        events = uow.kernel.read_events(0, 100, tenant_id="acme")
+    assert {(e.correlation_id, e.causation_id) for e in events} == {("ü" * 64, "😀" * 64)}

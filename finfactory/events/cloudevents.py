@@ -41,7 +41,7 @@ Rules worth knowing:
   that lexicographic order equals numeric order. Decoding accepts padded or unpadded digits.
 * The ``traceparent`` span id is derived from the event id (the first 16 hex digits of a
   SHA-256 of it), so mapping the same event twice gives the same bytes. The trace flags are
-  ``01`` (sampled), as :meth:`RequestContext.traceparent` writes them.
+  always ``01`` (sampled): an event does not record the request's sampling decision.
 * Every extension value is a string in every mode, so structured and binary mode agree.
 * ``time`` keeps the envelope's UTC offset when it is a whole number of minutes (RFC 3339
   cannot say more); other offsets are converted to UTC. Either way the instant is exact.

@@ -22,6 +22,8 @@ _TRACE_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 _SPAN_ID = re.compile(r"[0-9a-f]{16}", re.ASCII)
 _FLAGS = re.compile(r"[0-9a-f]{2}", re.ASCII)
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", re.ASCII)
+# Trace flags defined so far: 01 sampled, 02 random trace id (Trace Context Level 2).
+_KNOWN_FLAGS = 0x03
 
 
 class ActorKind(StrEnum):
@@ -147,13 +149,16 @@ class RequestContext:
 
     def traceparent(self, span_id: str | None = None) -> str:
         """A traceparent header for a call made on behalf of this request: the same trace and
-        flags, and ``span_id`` (the span of the outgoing call; a new one if not given) as the
-        parent the callee sees. Never the incoming parent's span: the callee's spans would
-        then look like siblings of ours instead of children."""
+        flags (those the specification defines), and ``span_id`` (the span of the outgoing
+        call; a new one if not given) as the parent the callee sees. Never the incoming
+        parent's span: the callee's spans would then look like siblings of ours instead of
+        children."""
         if span_id is None:
             span_id = new_span_id()
         _check_span_id(span_id, "span_id")
-        return f"00-{self.trace_id}-{span_id}-{self.trace_flags}"
+        # The specification asks that flags it reserves be sent as zero.
+        flags = int(self.trace_flags, 16) & _KNOWN_FLAGS
+        return f"00-{self.trace_id}-{span_id}-{flags:02x}"
 
     def delegate(self, actor: Actor) -> RequestContext:
         """The same request, carried on by ``actor`` (a primitive calling another's API).
