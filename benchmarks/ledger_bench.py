@@ -84,10 +84,10 @@ def fresh_sqlite(path: Path) -> sa.Engine:
     return engine
 
 
-def open_pair(ledger: LedgerService, tag: str) -> tuple[str, str]:
-    cash = ledger.open_account(CTX, c.OpenAccount(code=f"cash-{tag}", currency="PHP", type="asset"))
+def open_pair(ledger: LedgerService, tag: str, ctx: RequestContext = CTX) -> tuple[str, str]:
+    cash = ledger.open_account(ctx, c.OpenAccount(code=f"cash-{tag}", currency="PHP", type="asset"))
     wallet = ledger.open_account(
-        CTX,
+        ctx,
         c.OpenAccount(
             code=f"wallet-{tag}",
             currency="PHP",
@@ -120,24 +120,28 @@ class LibraryPoster:
     """Posts through ``LedgerService`` between one pair of accounts, continuing its numbering
     from call to call so that rounds can alternate with the raw driver."""
 
-    def __init__(self, storage: Storage, tag: str) -> None:
+    def __init__(self, storage: Storage, tag: str, ctx: RequestContext = CTX) -> None:
         self.ledger = LedgerService(storage, default_policy(), SystemClock(), UuidGenerator())
-        self.cash, self.wallet = open_pair(self.ledger, tag)
-        self.tag, self.done = tag, 0
+        self.cash, self.wallet = open_pair(self.ledger, tag, ctx)
+        self.tag, self.done, self.ctx = tag, 0, ctx
         for i in range(20):  # warm caches (compiled SQL, pool, imports)
             self.ledger.post_journal(
-                CTX, journal(i, self.cash, self.wallet, f"warm-{tag}"), idempotency_key=f"w{tag}{i}"
+                ctx, journal(i, self.cash, self.wallet, f"warm-{tag}"), idempotency_key=f"w{tag}{i}"
             )
 
     def single(self, n: int) -> float:
+        return n / timed(self.prepare_single(n))
+
+    def prepare_single(self, n: int) -> Callable[[], None]:
+        """The next ``n`` postings, built and ready to run (building them is not timed)."""
         first, self.done = self.done, self.done + n
         commands = [journal(i, self.cash, self.wallet, self.tag) for i in range(first, first + n)]
 
         def run() -> None:
             for i, command in enumerate(commands, first):
-                self.ledger.post_journal(CTX, command, idempotency_key=f"{self.tag}-{i}")
+                self.ledger.post_journal(self.ctx, command, idempotency_key=f"{self.tag}-{i}")
 
-        return n / timed(run)
+        return run
 
     def batch(self, n: int, size: int) -> float:
         first, self.done = self.done, self.done + n
@@ -150,7 +154,8 @@ class LibraryPoster:
 
         def run() -> None:
             for b, batch in enumerate(batches):
-                self.ledger.post_journals(CTX, batch, idempotency_key=f"{self.tag}-{first}-{b}")
+                key = f"{self.tag}-{first}-{b}"
+                self.ledger.post_journals(self.ctx, batch, idempotency_key=key)
 
         return n / timed(run)
 
@@ -178,7 +183,14 @@ def sample_rows(engine: sa.Engine) -> dict[str, Any]:
 
 
 def raw_rows(
-    i: int, tag: str, cash: str, wallet: str, sample: dict[str, Any], now: Any, per_tx: int
+    i: int,
+    tag: str,
+    cash: str,
+    wallet: str,
+    sample: dict[str, Any],
+    now: Any,
+    per_tx: int,
+    tenant: str = "raw",
 ) -> list[tuple[str, dict[str, Any]]]:
     """One posting's rows, ``per_tx`` postings to a transaction. Like the library's batch, the
     last posting of a transaction also writes the command's rows: the idempotency record (with
@@ -187,9 +199,9 @@ def raw_rows(
     rows: list[tuple[str, dict[str, Any]]] = [
         (
             "INSERT INTO ledger_journals (id, tenant_id, reference, effective_date, description,"
-            " metadata, posted_at, reverses_journal_id) VALUES (:id, 'raw', :ref, :day, '', '{}',"
+            " metadata, posted_at, reverses_journal_id) VALUES (:id, :tenant, :ref, :day, '', '{}',"
             " :now, NULL)",
-            {"id": jid, "ref": f"{tag}-{i}", "day": "2026-01-01", "now": now},
+            {"tenant": tenant, "id": jid, "ref": f"{tag}-{i}", "day": "2026-01-01", "now": now},
         ),
     ]
     for leg, (acc, direction) in enumerate(((cash, "debit"), (wallet, "credit"))):
@@ -197,8 +209,9 @@ def raw_rows(
             (
                 "INSERT INTO ledger_entries (journal_id, leg, tenant_id, account_id, direction,"
                 " amount, currency, account_sequence, balance_after, posted_at) VALUES (:j, :leg,"
-                " 'raw', :acc, :dir, 125, 'PHP', :seq, :bal, :now)",
+                " :tenant, :acc, :dir, 125, 'PHP', :seq, :bal, :now)",
                 {
+                    "tenant": tenant,
                     "j": jid,
                     "leg": leg,
                     "acc": acc,
@@ -213,14 +226,14 @@ def raw_rows(
         (
             "UPDATE ledger_accounts SET debits_posted = debits_posted + 125,"
             " version = version + 1, entry_count = entry_count + 1 WHERE id = :id",
-            {"id": cash},
+            {"id": cash, "tenant": tenant},
         )
     )
     rows.append(
         (
             "UPDATE ledger_accounts SET credits_posted = credits_posted + 125,"
             " version = version + 1, entry_count = entry_count + 1 WHERE id = :id",
-            {"id": wallet},
+            {"id": wallet, "tenant": tenant},
         )
     )
     last_of_tx = (i + 1) % per_tx == 0
@@ -230,9 +243,10 @@ def raw_rows(
             (
                 "INSERT INTO ff_outbox (id, event_type, schema_version, tenant_id, source,"
                 " aggregate_type, aggregate_id, aggregate_sequence, payload, recorded_at, trace_id,"
-                " correlation_id, causation_id) VALUES (:id, :et, 1, 'raw', 'ledger', :at, :aid,"
+                " correlation_id, causation_id) VALUES (:id, :et, 1, :tenant, 'ledger', :at, :aid,"
                 " :seq, :p, :now, :tr, :tr, NULL)",
                 {
+                    "tenant": tenant,
                     "id": str(uuid.uuid4()),
                     "et": etype,
                     "at": f"agg{n}",
@@ -253,24 +267,25 @@ def raw_rows(
         (
             "INSERT INTO ff_idempotency (tenant_id, key, command, request_hash, succeeded,"
             " response, created_at) VALUES (:t, :k, 'ledger.post_journal', :h, :ok, :r, :now)",
-            {"t": "raw", "k": f"{tag}-{i}", "h": "0" * 64, "ok": True, "r": response, "now": now},
+            {"t": tenant, "k": f"{tag}-{i}", "h": "0" * 64, "ok": True, "r": response, "now": now},
         )
     )
     rows.append(
         (
             "UPDATE ff_audit_heads SET last_sequence = :seq, last_hash = :h"
-            " WHERE tenant_id = 'raw'",
-            {"seq": i + 1, "h": "b" * 64},
+            " WHERE tenant_id = :tenant",
+            {"tenant": tenant, "seq": i + 1, "h": "b" * 64},
         )
     )
     rows.append(
         (
             "INSERT INTO ff_audit_log (tenant_id, sequence, id, occurred_at, actor_id, actor_kind,"
             " action, resource_type, resource_id, outcome, reason, trace_id, summary, prev_hash,"
-            " hash) VALUES ('raw', :seq, :id, :now, 'bench-runner', 'service',"
+            " hash) VALUES (:tenant, :seq, :id, :now, 'bench-runner', 'service',"
             " 'ledger.post_journal', 'journal', :jid, 'succeeded', 'role admin grants', :tr, :s,"
             " :h, :h)",
             {
+                "tenant": tenant,
                 "seq": i + 1,
                 "id": str(uuid.uuid4()),
                 "now": now,
@@ -284,7 +299,9 @@ def raw_rows(
     return rows
 
 
-def seed_raw(execute: Callable[[str, dict[str, Any]], object], now: Any) -> tuple[str, str]:
+def seed_raw(
+    execute: Callable[[str, dict[str, Any]], object], now: Any, tenant: str = "raw"
+) -> tuple[str, str]:
     cash, wallet = str(uuid.uuid4()), str(uuid.uuid4())
     for aid, code, kind, bound in (
         (cash, "cash", "asset", "none"),
@@ -293,13 +310,13 @@ def seed_raw(execute: Callable[[str, dict[str, Any]], object], now: Any) -> tupl
         execute(
             "INSERT INTO ledger_accounts (id, tenant_id, code, currency, type, balance_bound,"
             " status, metadata, created_at, debits_posted, credits_posted, debits_held,"
-            " credits_held, version, entry_count) VALUES (:id, 'raw', :code, 'PHP', :kind,"
+            " credits_held, version, entry_count) VALUES (:id, :tenant, :code, 'PHP', :kind,"
             " :bound, 'active', '{}', :now, 0, 0, 0, 0, 1, 0)",
-            {"id": aid, "code": code, "kind": kind, "bound": bound, "now": now},
+            {"tenant": tenant, "id": aid, "code": code, "kind": kind, "bound": bound, "now": now},
         )
     execute(
-        "INSERT INTO ff_audit_heads (tenant_id, last_sequence, last_hash) VALUES ('raw', 0, :h)",
-        {"h": "0" * 64},
+        "INSERT INTO ff_audit_heads (tenant_id, last_sequence, last_hash) VALUES (:tenant, 0, :h)",
+        {"tenant": tenant, "h": "0" * 64},
     )
     return cash, wallet
 
@@ -316,16 +333,24 @@ class RawPoster:
         sample: dict[str, Any],
         now: Any,
         tag: str,
+        tenant: str = "raw",
     ) -> None:
         self.execute, self.transaction, self.close = execute, transaction, close
         self.sample, self.now, self.tag, self.done = sample, now, tag, 0
+        self.tenant = tenant
         with transaction():
-            self.cash, self.wallet = seed_raw(execute, now)
+            self.cash, self.wallet = seed_raw(execute, now, tenant)
 
     def post(self, n: int, per_tx: int) -> float:
+        return n / timed(self.prepare(n, per_tx))
+
+    def prepare(self, n: int, per_tx: int) -> Callable[[], None]:
+        """The next ``n`` postings' rows, built and ready to write (building is not timed)."""
         first, self.done = self.done, self.done + n
         work = [
-            raw_rows(i, self.tag, self.cash, self.wallet, self.sample, self.now, per_tx)
+            raw_rows(
+                i, self.tag, self.cash, self.wallet, self.sample, self.now, per_tx, self.tenant
+            )
             for i in range(first, first + n)
         ]
 
@@ -336,7 +361,7 @@ class RawPoster:
                         for sql, params in rows:
                             self.execute(sql, params)
 
-        return n / timed(run)
+        return run
 
 
 def raw_sqlite(path: Path, sample: dict[str, Any], tag: str) -> RawPoster:
@@ -355,7 +380,7 @@ def raw_sqlite(path: Path, sample: dict[str, Any], tag: str) -> RawPoster:
     return RawPoster(conn.execute, transaction, conn.close, sample, now, tag)
 
 
-def raw_postgres(url: str, sample: dict[str, Any], tag: str) -> RawPoster:
+def raw_postgres(url: str, sample: dict[str, Any], tag: str, tenant: str = "raw") -> RawPoster:
     dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     conn = psycopg.connect(dsn)
     pattern = re.compile(r":([a-z]+)")
@@ -366,7 +391,8 @@ def raw_postgres(url: str, sample: dict[str, Any], tag: str) -> RawPoster:
             cache[sql] = pattern.sub(r"%(\1)s", sql)
         conn.execute(cache[sql], params)
 
-    return RawPoster(execute, conn.transaction, conn.close, sample, datetime.now(UTC), tag)
+    now = datetime.now(UTC)
+    return RawPoster(execute, conn.transaction, conn.close, sample, now, tag, tenant)
 
 
 # -- the library without a database ------------------------------------------------------
