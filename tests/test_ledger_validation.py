@@ -264,6 +264,24 @@ BAD_INPUT: list[Any] = [
         id="open-metadata-too-many",
     ),
     pytest.param(
+        lambda lg, x, w: lg.open_account(x, open_cmd(metadata={"k": "x\ud800"})),
+        "metadata.k",
+        ValidationError,
+        id="open-metadata-lone-surrogate",  # memory kept it, SQL failed with a raw error
+    ),
+    pytest.param(
+        lambda lg, x, w: lg.open_account(x, open_cmd(metadata={"k\ud800": "v"})),
+        "metadata.k\\ud800",
+        ValidationError,
+        id="open-metadata-key-lone-surrogate",
+    ),
+    pytest.param(
+        lambda lg, x, w: lg.create_hold(x, hold_cmd(w, metadata={"k": "\udfff"})),
+        "metadata.k",
+        ValidationError,
+        id="hold-metadata-lone-surrogate",
+    ),
+    pytest.param(
         lambda lg, x, w: lg.open_account(x, open_cmd(metadata={"k": 1.5})),
         "metadata.k",
         ValidationError,
@@ -954,6 +972,28 @@ BAD_INPUT += [
         "after",
         ValidationError,
         id="statement-service-after-too-big",
+    ),
+    *[
+        pytest.param(
+            lambda lg, x, w, bad=bad: lg.statement(x, w.cash, limit=bad),
+            "limit",
+            ValidationError,
+            id=f"statement-service-limit-{label}",
+        )
+        for label, bad in [
+            ("text", "2"),
+            ("none", None),
+            ("float", 2.5),
+            ("zero", 0),
+            ("negative", -5),
+            ("bool", True),
+        ]
+    ],
+    pytest.param(
+        lambda lg, x, w: lg.list_accounts(x, limit=0),
+        "limit",
+        ValidationError,
+        id="list-accounts-service-limit-zero",
     ),
     pytest.param(
         lambda lg, x, w: lg.statement(x, w.cash, after=-1),

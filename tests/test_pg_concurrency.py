@@ -446,27 +446,7 @@ def test_concurrent_duplicates_lose_with_a_finfactory_error(
             uow=uow,
         )
 
-    results: list[object] = []
-
-    def second() -> None:
-        try:
-            results.append(attempt(2))
-        except BaseException as err:
-            results.append(err)
-
-    with pg_clean.connect() as first:
-        tx = first.begin()
-        with SqlStorage.join(first) as uow:
-            attempt(1, uow)
-        waiting = _lock_waiters(pg_clean)
-        racer = threading.Thread(target=second, daemon=True)
-        racer.start()
-        _wait_for(lambda: _lock_waiters(pg_clean) > waiting, "the second request to block")
-        tx.commit()
-    racer.join(JOIN_TIMEOUT)
-    assert not racer.is_alive(), "second request hung"
-
-    [loser] = results
+    loser = _race(pg_clean, lambda uow: attempt(1, uow), lambda: attempt(2))
     assert isinstance(loser, FinFactoryError), (
         f"loser got {type(loser).__module__}.{type(loser).__name__}: {loser}"
     )
@@ -478,6 +458,74 @@ def test_concurrent_duplicates_lose_with_a_finfactory_error(
         else ("ledger.duplicate_reference")
     )
     assert loser.code == expected
+
+
+@pytest.mark.parametrize("what", ["journal", "batch", "hold", "reversal"])
+def test_a_race_loser_on_a_bounded_account_gets_the_answer_a_sequential_caller_gets(
+    pg_ledger: LedgerService, pg_clean: sa.Engine, what: str
+) -> None:
+    """The winner spends most of a wallet that must not go below zero. The loser (same
+    reference, or reversing the same journal) used to be checked for duplicates before it
+    waited for the wallet's lock, and then judged on a balance that already held the winner's
+    journal: "insufficient funds" instead of "already used"/"already reversed", and that
+    wrong answer was stored under its idempotency key."""
+    ledger, ctx = pg_ledger, _ctx()
+    cash = _open(ledger, "cash", "asset")
+    wallet = _open(ledger, "wallet", "liability", "debits_must_not_exceed_credits")
+    shop = _open(ledger, "shop", "liability")
+    funding = ledger.post_journal(ctx, transfer("funding", cash, wallet, 1_000))
+    payment = transfer("payment", wallet, shop, 800)
+
+    def attempt(uow: SqlUnitOfWork | None = None, key: str | None = None) -> object:
+        if what == "journal":
+            return ledger.post_journal(ctx, payment, uow=uow, idempotency_key=key)
+        if what == "batch":
+            batch = c.PostJournals(journals=[payment])
+            return ledger.post_journals(ctx, batch, uow=uow, idempotency_key=key)
+        if what == "hold":
+            hold = c.CreateHold(
+                reference="hold", debit_account_id=wallet, credit_account_id=shop, amount=php(800)
+            )
+            return ledger.create_hold(ctx, hold, uow=uow, idempotency_key=key)
+        reversal = c.ReverseJournal(journal_id=funding.id, reference=f"reversal-{key}")
+        return ledger.reverse_journal(ctx, reversal, uow=uow, idempotency_key=key)
+
+    loser = _race(pg_clean, attempt, lambda: attempt(key="retry"))
+    expected = "ledger.already_reversed" if what == "reversal" else "ledger.duplicate_reference"
+    assert isinstance(loser, FinFactoryError), loser
+    assert loser.code == expected
+    with pytest.raises(FinFactoryError) as replayed:
+        attempt(key="retry")
+    assert replayed.value.code == expected
+    assert ledger.balance(ctx, wallet).available == php(0 if what == "reversal" else 200)
+
+
+def _race(
+    engine: sa.Engine, first: Callable[[SqlUnitOfWork], object], second: Callable[[], object]
+) -> object:
+    """Run ``first`` in a caller's transaction, held open until ``second`` (in a thread, in
+    its own transaction) waits for a lock; commit; return what ``second`` gave or raised."""
+    results: list[object] = []
+
+    def run_second() -> None:
+        try:
+            results.append(second())
+        except BaseException as err:
+            results.append(err)
+
+    with engine.connect() as conn:
+        tx = conn.begin()
+        with SqlStorage.join(conn) as uow:
+            first(uow)
+        waiting = _lock_waiters(engine)
+        racer = threading.Thread(target=run_second, daemon=True)
+        racer.start()
+        _wait_for(lambda: _lock_waiters(engine) > waiting, "the second request to block")
+        tx.commit()
+    racer.join(JOIN_TIMEOUT)
+    assert not racer.is_alive(), "second request hung"
+    [outcome] = results
+    return outcome
 
 
 def _lock_waiters(engine: sa.Engine) -> int:

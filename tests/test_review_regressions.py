@@ -223,6 +223,25 @@ def test_entries_are_stamped_in_posting_order_when_the_clock_goes_back(storage: 
     assert ledger.posted_balance_as_of(context(), a, t20 - timedelta(microseconds=1)).amount == 0
 
 
+def test_an_entry_is_never_stamped_before_its_account_was_opened(storage: Storage) -> None:
+    """The account was opened by a server whose clock is ahead; the first posting comes
+    from one whose clock is behind. As of before the opening the balance must be zero."""
+    clock = ManualClock()
+    ledger = LedgerService(storage, default_policy(), clock, SequentialIds())
+    opened_at = clock.now() + timedelta(hours=1)
+    clock.set(opened_at)
+    a, b = _pair(ledger, "opened-late")
+    clock.set(opened_at - timedelta(hours=1))
+    posted = ledger.post_journal(context(), _move("behind", a, b))
+    assert posted.posted_at == opened_at
+    assert _statement_times(ledger, a) == [opened_at]
+    before_opening = opened_at - timedelta(microseconds=1)
+    assert ledger.posted_balance_as_of(context(), a, before_opening).amount == 0
+    assert (
+        ledger.posted_balance_as_of(context(), a, opened_at) == ledger.balance(context(), a).posted
+    )
+
+
 def test_a_posting_that_waited_for_a_lock_is_stamped_after_the_one_that_held_it(
     pg_clean: sa.Engine,
 ) -> None:

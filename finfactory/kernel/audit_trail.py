@@ -18,7 +18,7 @@ from finfactory.kernel.clock import Clock, IdGenerator
 from finfactory.kernel.context import RequestContext
 from finfactory.kernel.errors import ValidationError
 from finfactory.kernel.ports import Storage, UnitOfWork
-from finfactory.kernel.reads import ReadGuard
+from finfactory.kernel.reads import ReadGuard, page_limit
 
 
 @attrs.define
@@ -41,12 +41,14 @@ class AuditTrail:
         uow: UnitOfWork | None = None,
     ) -> list[AuditRecord]:
         """The caller's tenant's records with ``sequence > after_sequence``, oldest first."""
-        for name, value in (("after_sequence", after_sequence), ("limit", limit)):
-            if type(value) is not int or not 0 <= value < 2**63:
-                raise ValidationError(f"{name} must be a whole number >= 0", field=name)
+        if type(after_sequence) is not int or not 0 <= after_sequence < 2**63:
+            raise ValidationError(
+                "after_sequence must be a whole number >= 0", field="after_sequence"
+            )
+        limit = page_limit(limit, 10_000)
         with self._reads.view(ctx, uow) as tx:
             page = tx.kernel.audit_records(
-                ctx.tenant_id, after_sequence=after_sequence, limit=max(1, min(limit, 10_000))
+                ctx.tenant_id, after_sequence=after_sequence, limit=limit
             )
             return list(page)
 

@@ -103,7 +103,7 @@ class Model(BaseModel):
         token = _DEPTH.set(_DEPTH.get() + 1)
         try:
             if token.old_value in (0, Token.MISSING):
-                refuse_nul(data)
+                refuse_unstorable_text(data)
             super().__init__(**data)
         except pydantic.ValidationError as err:
             if token.old_value not in (0, Token.MISSING):
@@ -116,7 +116,7 @@ class Model(BaseModel):
     def parse(cls, data: Any) -> Self:
         token = _DEPTH.set(_DEPTH.get() + 1)
         try:
-            refuse_nul(data)
+            refuse_unstorable_text(data)
             return cls.model_validate(data)
         except pydantic.ValidationError as err:
             raise translate_validation_error(err) from None
@@ -127,20 +127,38 @@ class Model(BaseModel):
 _DEPTH: ContextVar[int] = ContextVar("finfactory_model_depth", default=0)
 
 
-def refuse_nul(value: Any, path: str = "") -> None:
-    """NUL characters are refused everywhere: PostgreSQL cannot store them in text, and the
-    same input must give the same answer on every backend."""
+def refuse_unstorable_text(value: Any, path: str = "") -> None:
+    """NUL characters and lone surrogates are refused everywhere, in keys too: PostgreSQL
+    cannot store NUL in text, no backend can encode a lone surrogate (the memory store would
+    keep it), and the same input must give the same answer on every backend."""
     if isinstance(value, str):
         if "\x00" in value:
             raise ValidationError("text must not contain NUL characters", field=path or "request")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(
+                    "text must be valid Unicode (a lone surrogate cannot be stored)",
+                    field=path or "request",
+                ) from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
-            refuse_nul(key, child)
-            refuse_nul(item, child)
+            label = _printable_key(key)
+            child = f"{path}.{label}" if path else label
+            refuse_unstorable_text(key, child)
+            refuse_unstorable_text(item, child)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            refuse_nul(item, f"{path}.{index}" if path else str(index))
+            refuse_unstorable_text(item, f"{path}.{index}" if path else str(index))
+
+
+def _printable_key(key: Any) -> str:
+    """A key as it can appear in an error's field name (which must itself be storable)."""
+    if isinstance(key, str) and key.isascii() and "\x00" not in key:
+        return key  # nearly always: no copy on the hot path
+    text = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00")
 
 
 def _nested(err: pydantic.ValidationError) -> PydanticCustomError:

@@ -81,8 +81,9 @@ def posting_time(now: datetime, accounts: Sequence[Account]) -> datetime:
     newest entry is stamped later (a concurrent command that read the clock after this one
     but took the account's lock first, or an app server whose clock is behind). Each
     account's entries are then stamped in the order they were posted, which balances as of
-    a past instant rely on."""
-    latest = max((a.last_posted_at for a in accounts if a.last_posted_at is not None), default=now)
+    a past instant rely on. Never before an account was opened, either: its balance as of
+    an earlier instant is zero."""
+    latest = max((a.last_posted_at or a.created_at for a in accounts), default=now)
     return max(now, latest)
 
 

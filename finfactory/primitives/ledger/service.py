@@ -19,7 +19,7 @@ from finfactory.kernel.errors import DomainError, ValidationError
 from finfactory.kernel.money import MAX_MINOR, Money, from_minor, to_minor
 from finfactory.kernel.money import currency as check_currency
 from finfactory.kernel.ports import Storage, UnitOfWork
-from finfactory.kernel.reads import ReadGuard
+from finfactory.kernel.reads import ReadGuard, page_limit
 from finfactory.primitives.ledger import commands as cmd
 from finfactory.primitives.ledger import events as ev
 from finfactory.primitives.ledger.errors import (
@@ -274,9 +274,15 @@ class LedgerService:
         )
 
     def _post(
-        self, scope: CommandScope, specs: list[JournalSpec], *, batch: bool = False
+        self,
+        scope: CommandScope,
+        specs: list[JournalSpec],
+        *,
+        batch: bool = False,
+        check_locked: Callable[[], None] | None = None,
     ) -> list[Journal]:
-        """Post ``specs``; in a batch, a rejection names the journal (``journals.3.legs.1``)."""
+        """Post ``specs``; in a batch, a rejection names the journal (``journals.3.legs.1``).
+        ``check_locked`` runs once the accounts are locked, with the reference checks."""
         store = self.store_factory(scope.uow)
         refs = [s.reference for s in specs]
 
@@ -290,14 +296,19 @@ class LedgerService:
                     f"a batch repeats journal reference {ref}", field=where(index, "reference")
                 )
             seen.add(ref)
+        ids = {leg.account_id for s in specs for leg in s.legs}
+        accounts = store.lock_accounts(scope.ctx.tenant_id, ids)
+        # Only now: on PostgreSQL a concurrent command with the same reference (or reversing
+        # the same journal) that held these locks has committed by now, and these checks see
+        # it. Checked before the locks, the loser would fail the balance check instead.
+        if check_locked is not None:
+            check_locked()
         taken = store.existing_references(scope.ctx.tenant_id, refs)
         if taken:
             first = next(i for i, ref in enumerate(refs) if ref in taken)
             raise DuplicateReference(
                 f"journal reference {refs[first]} is already used", field=where(first, "reference")
             )
-        ids = {leg.account_id for s in specs for leg in s.legs}
-        accounts = store.lock_accounts(scope.ctx.tenant_id, ids)
         journals: list[Journal] = []
         for start in range(0, len(specs), BATCH_CHUNK):
             before = dict(accounts)
@@ -340,10 +351,13 @@ class LedgerService:
             original = store.get_journal(ctx.tenant_id, command.journal_id)
             if original is None:
                 raise JournalNotFound(f"journal {command.journal_id} not found", field="journal_id")
-            if store.reversal_of(ctx.tenant_id, original.id) is not None:
-                raise AlreadyReversed(
-                    f"journal {original.id} is already reversed", journal_id=original.id
-                )
+
+            def not_reversed_yet() -> None:
+                if store.reversal_of(ctx.tenant_id, original.id) is not None:
+                    raise AlreadyReversed(
+                        f"journal {original.id} is already reversed", journal_id=original.id
+                    )
+
             spec = JournalSpec(
                 command.reference,
                 tuple(
@@ -355,7 +369,7 @@ class LedgerService:
                 {},
                 original.id,
             )
-            reversal = self._post(scope, [spec])[0]
+            reversal = self._post(scope, [spec], check_locked=not_reversed_yet)[0]
             scope.resource_id = original.id
             scope.emit(
                 ev.TransactionReversed,
@@ -393,12 +407,14 @@ class LedgerService:
 
         def handle(scope: CommandScope) -> cmd.HoldView:
             store = self.store_factory(scope.uow)
+            ids = {command.debit_account_id, command.credit_account_id}
+            accounts = store.lock_accounts(ctx.tenant_id, ids)
+            # After the locks, as for journals: a concurrent hold with this reference on these
+            # accounts has committed by now.
             if store.hold_reference_taken(ctx.tenant_id, command.reference):
                 raise DuplicateReference(
                     f"hold reference {command.reference} is already used", field="reference"
                 )
-            ids = {command.debit_account_id, command.credit_account_id}
-            accounts = store.lock_accounts(ctx.tenant_id, ids)
             debit = self._require(accounts, command.debit_account_id, "debit_account_id")
             credit = self._require(accounts, command.credit_account_id, "credit_account_id")
             for acc in (debit, credit):
@@ -707,10 +723,9 @@ class LedgerService:
     ) -> list[cmd.AccountView]:
         if after_code:
             _lookup(after_code, "after_code")
+        limit = page_limit(limit, 1000)
         with self._reads.view(ctx, uow) as tx:
-            accs = self.store_factory(tx).list_accounts(
-                ctx.tenant_id, after_code, max(1, min(limit, 1000))
-            )
+            accs = self.store_factory(tx).list_accounts(ctx.tenant_id, after_code, limit)
         return [account_view(a) for a in accs]
 
     def balance(
@@ -759,7 +774,7 @@ class LedgerService:
             raise ValidationError(
                 "after must be a sequence number (0 for the start)", field="after"
             )
-        limit = max(1, min(limit, 1000))
+        limit = page_limit(limit, 1000)
         with self._reads.view(ctx, uow) as tx:
             store = self.store_factory(tx)
             acc = store.get_account(ctx.tenant_id, account_id)

@@ -19,7 +19,7 @@ from finfactory.kernel.context import RequestContext
 from finfactory.kernel.errors import ValidationError
 from finfactory.kernel.money import minor_to_json, to_minor
 from finfactory.kernel.ports import Storage, UnitOfWork
-from finfactory.kernel.reads import ReadGuard
+from finfactory.kernel.reads import ReadGuard, page_limit
 from finfactory.primitives.qrph import commands as cmd
 from finfactory.primitives.qrph import events as ev
 from finfactory.primitives.qrph.checks import acquirer_for, expiry_for, on_us_amount, same_static
@@ -413,7 +413,7 @@ class QrPaymentService:
         """Payments in the order they were received, to one QR code, to one merchant's
         wallet, or (with neither) to the whole tenant; pass ``next_after`` back as
         ``after`` for the next page."""
-        limit = max(1, min(limit, 1000))
+        limit = page_limit(limit, 1000)
         with self._reads.view(ctx, uow) as tx:
             store = self.store_factory(tx)
             cursor = None

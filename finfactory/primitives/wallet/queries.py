@@ -8,7 +8,7 @@ from finfactory.kernel.context import Actor, RequestContext
 from finfactory.kernel.errors import ValidationError
 from finfactory.kernel.money import currency as check_currency
 from finfactory.kernel.ports import UnitOfWork
-from finfactory.kernel.reads import ReadGuard
+from finfactory.kernel.reads import ReadGuard, page_limit
 from finfactory.primitives.ledger import LedgerService
 from finfactory.primitives.wallet import commands as cmd
 from finfactory.primitives.wallet.errors import WalletNotFound
@@ -70,6 +70,7 @@ class WalletQueries:
         the page then holds the movements recorded before that one. Pages stay exact while
         new movements arrive (they go on top, not into the pages already read).
         """
+        limit = page_limit(limit, 1000)
         with self._reads.view(ctx, uow) as tx:
             store = self.store_factory(tx)
             if store.get_wallet(ctx.tenant_id, wallet_id) is None:
@@ -82,7 +83,7 @@ class WalletQueries:
                         f"movement {after} is not in the history of wallet {wallet_id}",
                         field="after",
                     )
-            found = store.movements(ctx.tenant_id, wallet_id, max(1, min(limit, 1000)), before)
+            found = store.movements(ctx.tenant_id, wallet_id, limit, before)
         return [movement_view(m) for m in found]
 
     def get_limits(
