@@ -8,15 +8,28 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from finfactory.adapters.sqlalchemy.storage import SqlStorage
 from finfactory.kernel.audit import AuditRecord, Outcome, verify_chain
+from finfactory.kernel.authz import default_policy
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
-from finfactory.kernel.errors import IdempotencyConflict, MoneyError, ValidationError
+from finfactory.kernel.errors import (
+    DomainError,
+    FinFactoryError,
+    IdempotencyConflict,
+    MoneyError,
+    ReplayedRejection,
+    StorageError,
+    ValidationError,
+    error_class_for,
+    error_from_dict,
+)
 from finfactory.kernel.money import Money, from_minor
 from finfactory.kernel.ports import Storage
 from finfactory.primitives.ledger import commands as c
 from finfactory.primitives.ledger.errors import BalanceBoundExceeded, HoldNotFound
 from finfactory.primitives.ledger.service import LedgerService
-from finfactory.testing import ManualClock
+from finfactory.testing import ManualClock, SequentialIds
+from tests.conftest import make_storage
 
 
 def _ctx(tenant: str = "tenant-a") -> RequestContext:
@@ -343,3 +356,42 @@ def test_a_key_purged_while_its_retry_reads_it_runs_the_retry_afresh(
     with pytest.raises(DuplicateReference):
         ledger.post_journal(_ctx(), request, idempotency_key="k1")
     assert purged == [1]
+
+
+def test_a_rejection_stored_under_a_code_nobody_declares_replays_with_that_code() -> None:
+    """A retired or renamed error, or one from a module the replaying process has not
+    imported: the replay keeps the stored code (it came back as a bare FinFactoryError with
+    the code "finfactory_error", which no caller matches on)."""
+    stored = {"code": "acme.retired_rule", "message": "no longer allowed", "details": {"n": 1}}
+    replayed = error_from_dict(stored)
+    assert isinstance(replayed, ReplayedRejection)
+    assert isinstance(replayed, DomainError)
+    assert replayed.code == "acme.retired_rule"
+    assert replayed.to_dict() == stored
+    assert ReplayedRejection.code == DomainError.code == "domain_rejected"  # class untouched
+    assert error_class_for("acme.retired_rule") is None
+    assert error_class_for("finfactory_error") is FinFactoryError
+    known = error_from_dict({"code": "ledger.insufficient_funds", "message": "m", "details": {}})
+    assert type(known) is BalanceBoundExceeded
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_stored_result_this_release_cannot_read_is_a_storage_error(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """A result stored by a release whose result model differed (here: made unreadable in
+    SQL) is the server's problem, not the caller's input: StorageError, not ValidationError."""
+    storage = make_storage(backend, request)
+    assert isinstance(storage, SqlStorage)
+    ledger = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
+    ctx = _ctx()
+    command = c.OpenAccount(code="cash", currency="PHP", type="asset")
+    ledger.open_account(ctx, command, idempotency_key="open-cash")
+    with storage.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE ff_idempotency SET response = '{\"id\": 7}' WHERE key = 'open-cash'")
+        )
+    with pytest.raises(StorageError) as failed:
+        ledger.open_account(ctx, command, idempotency_key="open-cash")
+    assert not isinstance(failed.value, ValidationError)
+    assert failed.value.details["command"] == "ledger.open_account"

@@ -26,7 +26,10 @@ from finfactory.kernel.money import (
 )
 
 # Every currency the SDK accepts, by number of minor digits (moneyed's ISO 4217 table).
-ALL_CODES = sorted(CURRENCIES)
+# py-moneyed also knows codes ISO 4217 gives no minor unit: no currency, testing, metals...
+NO_MINOR_UNIT = ["XXX", "XTS", "XAU", "XAG", "XPD", "XPT", "XBA", "XBB", "XBC", "XBD", "XDR"]
+NO_MINOR_UNIT += ["XSU", "XUA"]
+ALL_CODES = sorted(set(CURRENCIES) - set(NO_MINOR_UNIT))
 BY_EXPONENT = {0: "JPY", 2: "PHP", 3: "KWD"}
 INT64 = 2**63 - 1
 
@@ -62,6 +65,15 @@ def test_currency_refuses_unknown_or_malformed_codes(code: str) -> None:
         currency(code)
     assert info.value.field == "currency"
     assert info.value.code == "invalid_money"
+
+
+@pytest.mark.parametrize("code", NO_MINOR_UNIT)
+def test_codes_without_a_minor_unit_are_not_currencies(code: str) -> None:
+    with pytest.raises(MoneyError, match="no minor unit") as info:
+        currency(code)
+    assert info.value.field == "currency"
+    with pytest.raises(MoneyError):
+        money_from_json({"amount": "1", "currency": code})
 
 
 @pytest.mark.parametrize("code", [None, 608, b"PHP", ["PHP"]])

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from moneyed import Money
 
-from finfactory.adapters.sqlalchemy.storage import SqlStorage, SqlUnitOfWork
+from finfactory.adapters.sqlalchemy.storage import SqlStorage, SqlUnitOfWork, translate_db_error
 from finfactory.events import OutboxReader
 from finfactory.kernel.authz import default_policy
-from finfactory.kernel.errors import IntegrityViolation, StorageError
+from finfactory.kernel.errors import (
+    ConcurrencyError,
+    IntegrityViolation,
+    StorageError,
+    ValidationError,
+)
 from finfactory.kernel.ports import Storage
 from finfactory.primitives.ledger import commands as c
 from finfactory.primitives.ledger.service import LedgerService
@@ -91,3 +97,54 @@ def test_outbox_reader_pages_and_filters_by_tenant() -> None:
     only_a = list(OutboxReader(storage, tenant_id="a", batch_size=1).drain())
     assert [e.position for e in only_a] == [1, 3, 5]
     assert OutboxReader(storage).read(after_position=5) == []
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
+def test_outbox_reader_refuses_a_bad_limit_alike_on_every_backend(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """0 meant "the default", -1 read everything on SQLite, one event in memory and failed
+    on PostgreSQL; a batch size of 0 drained nothing from SQL and everything from memory."""
+    storage = make_storage(backend, request)
+    ledger = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
+    for n in range(3):
+        ledger.open_account(context(), c.OpenAccount(code=f"x{n}", currency="PHP", type="asset"))
+    reader = OutboxReader(storage)
+    for bad in (0, -1, True, 1.5, "2"):
+        with pytest.raises(ValidationError) as refused:
+            reader.read(limit=bad)  # type: ignore[arg-type]
+        assert refused.value.field == "limit"
+        with pytest.raises(ValidationError) as refused:
+            OutboxReader(storage, batch_size=bad)  # type: ignore[arg-type]
+        assert refused.value.field == "batch_size"
+    with pytest.raises(ValidationError) as refused:
+        reader.read(after_position=-1)
+    assert refused.value.field == "after_position"
+    assert [e.position for e in reader.read(limit=2)] == [1, 2]
+    with storage.read() as tx:
+        assert tx.kernel.read_events(0, 0) == []
+
+
+def test_a_postgres_lock_timeout_is_a_retryable_concurrency_error(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Another transaction held the lock past lock_timeout (or NOWAIT found it taken): a race
+    lost, like a deadlock, not a failed database."""
+    storage = make_storage("postgres", request)
+    assert isinstance(storage, SqlStorage)
+    ledger = LedgerService(storage, default_policy(), ManualClock(), SequentialIds())
+    account = ledger.open_account(
+        context(), c.OpenAccount(code="locked", currency="PHP", type="asset")
+    )
+    with storage.engine.connect() as holder, storage.engine.connect() as waiter:
+        holder.exec_driver_sql(
+            "SELECT 1 FROM ledger_accounts WHERE id = %(id)s FOR UPDATE", {"id": account.id}
+        )
+        waiter.exec_driver_sql("SET lock_timeout = '50ms'")
+        with pytest.raises(sa.exc.OperationalError) as raised:
+            waiter.exec_driver_sql(
+                "SELECT 1 FROM ledger_accounts WHERE id = %(id)s FOR UPDATE", {"id": account.id}
+            )
+    translated = translate_db_error(raised.value)
+    assert isinstance(translated, ConcurrencyError)
+    assert translated.details["sqlstate"] == "55P03"

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from finfactory.adapters.pending import HoldsBackAudits, PendingRows
+from finfactory.adapters.pending import START, HoldsBackAudits, PendingRows
 from finfactory.events.envelope import EventEnvelope
 from finfactory.kernel.audit import GENESIS_HASH, AuditRecord
 from finfactory.kernel.errors import IdempotencyConflict, IntegrityViolation
@@ -112,7 +112,7 @@ class MemoryUnitOfWork:
         for undo in reversed(self._undo):
             undo()
         self._undo.clear()
-        self._kernel.truncate_pending((0, 0))
+        self._kernel.truncate_pending(START)
 
 
 class MemoryStorage:
@@ -239,13 +239,13 @@ class MemoryKernelStore(HoldsBackAudits):
         self, after_position: int, limit: int, tenant_id: str | None = None
     ) -> list[EventEnvelope]:
         table = self._uow.db.table("ff_outbox")
-        out = []
+        out: list[EventEnvelope] = []
         for position in sorted(p for p in table if p > after_position):
+            if len(out) >= limit:  # checked first: a limit of 0 reads nothing, as in SQL
+                break
             event = table[position]
             if tenant_id is None or event.tenant_id == tenant_id:
                 out.append(event)
-                if len(out) >= limit:
-                    break
         return out
 
     def lock_config(self, tenant_id: str, section: str) -> None:

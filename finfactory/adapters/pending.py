@@ -16,37 +16,47 @@ from finfactory.kernel.audit import AuditDraft, AuditRecord
 Sealer = Callable[[AuditDraft, int, str], AuditRecord]
 
 
+PendingMark = tuple[int, int, int, int]
+"""Audit drafts given, events given, audit drafts written, events written: where a unit of
+work stood when a savepoint was taken."""
+START: PendingMark = (0, 0, 0, 0)
+
+
 class PendingRows:
     """Waiting audit drafts and events, with marks that savepoints roll back to.
 
-    A mark is a position in everything this unit of work was given, written or not, so it
-    stays valid when the waiting rows are written early (a manual ``finish()``).
+    Everything given is kept until the unit of work ends, written or not: rows that waited
+    when a savepoint was taken and were written inside it (a manual ``finish()``) are rolled
+    back by the database with the savepoint, so they wait again.
     """
 
     def __init__(self) -> None:
         self.audits: list[tuple[AuditDraft, Sealer]] = []
         self.events: list[EventEnvelope] = []
-        self._audits_taken = 0
-        self._events_taken = 0
+        self._audits_written = 0
+        self._events_written = 0
 
-    def marks(self) -> tuple[int, int]:
-        return self._audits_taken + len(self.audits), self._events_taken + len(self.events)
+    def marks(self) -> PendingMark:
+        return len(self.audits), len(self.events), self._audits_written, self._events_written
 
-    def truncate(self, marks: tuple[int, int]) -> None:
-        """Drop what was given after ``marks`` and still waits (what was written is the
-        database's to roll back)."""
-        del self.audits[max(0, marks[0] - self._audits_taken) :]
-        del self.events[max(0, marks[1] - self._events_taken) :]
+    def truncate(self, marks: PendingMark) -> None:
+        """Back to ``marks``: drop what was given since, and what was written since waits
+        again (the database undoes those writes)."""
+        audits_given, events_given, audits_written, events_written = marks
+        del self.audits[audits_given:]
+        del self.events[events_given:]
+        self._audits_written = min(self._audits_written, audits_written, len(self.audits))
+        self._events_written = min(self._events_written, events_written, len(self.events))
 
     def take_events(self) -> list[EventEnvelope]:
-        events, self.events = self.events, []
-        self._events_taken += len(events)
+        events = self.events[self._events_written :]
+        self._events_written = len(self.events)
         return events
 
     def take_audits_by_tenant(self) -> list[tuple[str, list[tuple[AuditDraft, Sealer]]]]:
         """Waiting audit drafts grouped by tenant, tenants in order (one lock order)."""
-        audits, self.audits = self.audits, []
-        self._audits_taken += len(audits)
+        audits = self.audits[self._audits_written :]
+        self._audits_written = len(self.audits)
         by_tenant: dict[str, list[tuple[AuditDraft, Sealer]]] = {}
         for draft, sealer in audits:
             by_tenant.setdefault(draft.tenant_id, []).append((draft, sealer))
@@ -61,8 +71,8 @@ class HoldsBackAudits:
     def append_audit(self, draft: AuditDraft, sealer: Sealer) -> None:
         self._pending.audits.append((draft, sealer))
 
-    def pending_marks(self) -> tuple[int, int]:
+    def pending_marks(self) -> PendingMark:
         return self._pending.marks()
 
-    def truncate_pending(self, marks: tuple[int, int]) -> None:
+    def truncate_pending(self, marks: PendingMark) -> None:
         self._pending.truncate(marks)

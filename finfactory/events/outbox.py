@@ -13,9 +13,17 @@ from typing import TYPE_CHECKING
 import attrs
 
 from finfactory.events.envelope import EventEnvelope
+from finfactory.kernel.errors import ValidationError
 
 if TYPE_CHECKING:  # the kernel's ports import the envelope module from this package
     from finfactory.kernel.ports import Storage
+
+
+def _check_count(value: object, field: str) -> None:
+    # Checked here, alike for every store: SQLite reads LIMIT -1 as "no limit", PostgreSQL
+    # refuses it, and 0 used to mean "the default".
+    if type(value) is not int or value < 1:
+        raise ValidationError(f"{field} must be a whole number >= 1", field=field)
 
 
 @attrs.define
@@ -24,13 +32,26 @@ class OutboxReader:
 
     storage: Storage
     tenant_id: str | None = None
-    batch_size: int = 500
+    batch_size: int = attrs.field(default=500)
+
+    @batch_size.validator
+    def _check_batch_size(self, attribute: object, value: object) -> None:
+        _check_count(value, "batch_size")
 
     def read(self, after_position: int = 0, limit: int | None = None) -> list[EventEnvelope]:
-        """Committed events with ``position > after_position``, oldest first."""
+        """Committed events with ``position > after_position``, oldest first: at most
+        ``limit`` of them (``batch_size`` without one)."""
+        if type(after_position) is not int or after_position < 0:
+            raise ValidationError(
+                "after_position must be a whole number >= 0", field="after_position"
+            )
+        if limit is not None:
+            _check_count(limit, "limit")
         with self.storage.read() as tx:
             return tx.kernel.read_events(
-                after_position, limit or self.batch_size, tenant_id=self.tenant_id
+                after_position,
+                self.batch_size if limit is None else limit,
+                tenant_id=self.tenant_id,
             )
 
     def drain(self, after_position: int = 0) -> Iterator[EventEnvelope]:

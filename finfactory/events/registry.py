@@ -12,7 +12,13 @@ from collections.abc import Callable, Iterator
 import attrs
 from pydantic import BaseModel
 
-EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+# Anchored for the published JSON Schema; matched with fullmatch here, since "$" alone
+# lets a trailing newline through.
+EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", re.ASCII)
+# Column sizes of ff_outbox (event_type, source, aggregate_type): a declaration that cannot
+# be stored fails at import, not on the first command (and on PostgreSQL only).
+MAX_NAME_LENGTH = 100
+MAX_LABEL_LENGTH = 64
 
 
 class EventDeclarationError(TypeError):
@@ -22,7 +28,9 @@ class EventDeclarationError(TypeError):
 class EventPayload(BaseModel):
     """Base for event payload models: frozen, no unknown fields."""
 
-    model_config = {"frozen": True, "extra": "forbid"}
+    # NaN and infinity have no JSON form: refused when the event is emitted, on every backend
+    # (PostgreSQL's json column would refuse them, SQLite and memory would keep them).
+    model_config = {"frozen": True, "extra": "forbid", "allow_inf_nan": False}
 
 
 @attrs.frozen
@@ -40,12 +48,26 @@ class EventRegistry:
     _types: dict[tuple[str, int], EventType] = attrs.field(factory=dict)
 
     def register(self, event_type: EventType) -> EventType:
-        if not EVENT_NAME.match(event_type.name):
+        name = event_type.name
+        if not isinstance(name, str) or not EVENT_NAME.fullmatch(name):
             raise EventDeclarationError(
-                f"event name {event_type.name!r} must be lower-case words joined by dots"
+                f"event name {name!r} must be lower-case words joined by dots"
             )
-        if event_type.version < 1:
-            raise EventDeclarationError(f"{event_type.name}: version must be >= 1")
+        if len(name) > MAX_NAME_LENGTH:
+            raise EventDeclarationError(f"event name {name} is over {MAX_NAME_LENGTH} characters")
+        if type(event_type.version) is not int or event_type.version < 1:
+            raise EventDeclarationError(f"{name}: version must be a whole number >= 1")
+        model = event_type.payload_model
+        if not (isinstance(model, type) and issubclass(model, EventPayload)):
+            raise EventDeclarationError(f"{name}: the payload must be an EventPayload subclass")
+        if model.model_config.get("allow_inf_nan", True):
+            raise EventDeclarationError(f"{name}: the payload must not allow NaN or infinity")
+        for label in ("primitive", "aggregate_type"):
+            value = getattr(event_type, label)
+            if not isinstance(value, str) or not 0 < len(value) <= MAX_LABEL_LENGTH:
+                raise EventDeclarationError(
+                    f"{name}: {label} must be 1 to {MAX_LABEL_LENGTH} characters"
+                )
         if not event_type.description.strip() or "\n" in event_type.description:
             raise EventDeclarationError(f"{event_type.name}: needs a one-line description")
         key = (event_type.name, event_type.version)

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 
 from finfactory.events.envelope import EventEnvelope, PendingEvent
 from finfactory.events.registry import EventPayload, event_type_of
@@ -27,6 +28,7 @@ from finfactory.kernel.errors import (
     IdempotencyConflict,
     IntegrityViolation,
     PermissionDenied,
+    StorageError,
     ValidationError,
     error_from_dict,
 )
@@ -334,5 +336,12 @@ class CommandRunner:
             )
         self._audit(tx, ctx, spec, now, Outcome.REPLAYED, "idempotent replay", resource_id, {})
         if stored.succeeded:
-            return spec.result_model.model_validate(stored.response)
+            try:
+                return spec.result_model.model_validate(stored.response)
+            except (PydanticValidationError, ValidationError) as err:
+                # Stored by a release whose result model differs: not the caller's input.
+                return StorageError(
+                    f"the stored result of this idempotency key cannot be read: {err}",
+                    command=stored.command,
+                )
         return error_from_dict(stored.response)

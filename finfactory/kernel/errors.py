@@ -35,11 +35,19 @@ class FinFactoryError(Exception):
         return f"{type(self).__name__}({self.message!r}, code={self.code!r})"
 
 
+_BY_CODE[FinFactoryError.code] = FinFactoryError
+
+
 def error_from_dict(data: dict[str, Any]) -> FinFactoryError:
-    """Rebuild a stored error (used to replay an idempotent rejection)."""
-    cls = _BY_CODE.get(str(data["code"]), FinFactoryError)
-    err = cls.__new__(cls)
+    """Rebuild a stored error (used to replay an idempotent rejection). A code no class in
+    this process declares (retired, renamed, or from a module not imported here) comes back
+    as a :class:`ReplayedRejection` that keeps the stored code."""
+    code = str(data["code"])
+    cls = _BY_CODE.get(code)
+    err = (cls or ReplayedRejection).__new__(cls or ReplayedRejection)
     FinFactoryError.__init__(err, str(data["message"]), **dict(data.get("details") or {}))
+    if cls is None:
+        object.__setattr__(err, "code", code)  # this instance only; the class keeps its own
     return err
 
 
@@ -68,6 +76,11 @@ class DomainError(FinFactoryError):
     """
 
     code = "domain_rejected"
+
+
+class ReplayedRejection(DomainError):
+    """A stored domain rejection replayed under a code no class here declares: ``code`` is
+    the stored one. Match it by ``code``; it is a :class:`DomainError` like the original."""
 
 
 class NotFound(DomainError):

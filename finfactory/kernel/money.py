@@ -36,9 +36,19 @@ def _known_currency(code: str) -> Currency | None:
         return None
 
 
+# ISO 4217 codes whose minor unit is "N.A.": no currency (XXX), testing (XTS), precious
+# metals, bond-market units and fund codes. They are not money a ledger can hold in minor
+# units, although py-moneyed knows them.
+_NO_MINOR_UNIT = frozenset(
+    {"XXX", "XTS", "XAU", "XAG", "XPD", "XPT", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA"}
+)
+
+
 def currency(code: object, *, field: str = "currency") -> Currency:
     if not isinstance(code, str) or len(code) != 3 or not code.isalpha() or not code.isupper():
         raise MoneyError(f"currency must be an ISO 4217 code, got {code!r}", field=field)
+    if code in _NO_MINOR_UNIT:
+        raise MoneyError(f"{code} has no minor unit in ISO 4217: not a currency", field=field)
     found = _known_currency(code)
     if found is None:
         raise MoneyError(f"unknown currency {code!r}", field=field)

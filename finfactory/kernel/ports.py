@@ -78,7 +78,10 @@ class KernelStore(Protocol):
 
     def read_events(
         self, after_position: int, limit: int, tenant_id: str | None = None
-    ) -> list[EventEnvelope]: ...
+    ) -> list[EventEnvelope]:
+        """Committed events with ``position > after_position`` (of one tenant if given),
+        oldest first, at most ``limit`` (callers pass 1 or more)."""
+        ...
 
     def audit_records(
         self, tenant_id: str, *, after_sequence: int = 0, limit: int | None = None

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+from finfactory.adapters.pending import START, PendingMark
 from finfactory.adapters.sqlalchemy.driver import DriverSession, Savepoint
 from finfactory.adapters.sqlalchemy.kernel_store import SqlKernelStore
 from finfactory.kernel.errors import (
@@ -34,7 +35,7 @@ _DRIVER = "finfactory_driver_session"
 class OpenSavepoint:
     name: str
     marker: Savepoint
-    marks: tuple[int, int]  # the kernel store's pending rows when it was taken
+    marks: PendingMark  # the kernel store's pending rows when it was taken
 
 
 class SqlUnitOfWork:
@@ -93,7 +94,7 @@ class SqlUnitOfWork:
         name = f"ff_savepoint_{self._savepoints}"
         return OpenSavepoint(name, self.driver.queue_savepoint(name), self._kernel.pending_marks())
 
-    def abandon(self, marks: tuple[int, int], failed: BaseException | None = None) -> None:
+    def abandon(self, marks: PendingMark, failed: BaseException | None = None) -> None:
         """The database is about to undo what followed ``marks``: forget the writes still
         queued and the audit records and events still waiting since then, and leave an
         open (perhaps aborted) pipeline so that the rollback can run."""
@@ -102,7 +103,7 @@ class SqlUnitOfWork:
             self.driver.close(failed)
         self._forget_since(marks)
 
-    def _forget_since(self, marks: tuple[int, int]) -> None:
+    def _forget_since(self, marks: PendingMark) -> None:
         self._kernel.truncate_pending(marks)
         # Locks taken since (the outbox lock) go with the rollback.
         self._kernel.forget_locks()
@@ -231,7 +232,8 @@ def translate_db_error(err: BaseException) -> Exception:
     orig = err.orig if isinstance(err, sa_exc.DBAPIError) else err
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     integrity = isinstance(err, sa_exc.IntegrityError | sqlite3.IntegrityError)
-    if sqlstate in ("40001", "40P01"):
+    # Serialization failure, deadlock, lock_timeout (or NOWAIT): another transaction won.
+    if sqlstate in ("40001", "40P01", "55P03"):
         return ConcurrencyError("transaction lost a race; retry it", sqlstate=sqlstate)
     if integrity or (sqlstate or "").startswith("23"):
         return IntegrityViolation(f"database refused the write: {orig}", sqlstate=sqlstate)
@@ -329,7 +331,7 @@ class _JoinBlock:
     def __init__(self, uow: SqlUnitOfWork) -> None:
         self._uow = uow
         self._conn = uow.connection
-        self._marks: dict[str, tuple[int, int]] = {}
+        self._marks: dict[str, PendingMark] = {}
         for name, handler in self._handlers():
             event.listen(self._conn, name, handler)
         self._savepoint: OpenSavepoint | None = uow.begin_savepoint()
@@ -397,7 +399,7 @@ class _JoinBlock:
         self._savepoint = None
 
     def _before_rollback(self, _conn: Connection) -> None:
-        self._uow.abandon((0, 0))
+        self._uow.abandon(START)
         self._marks.clear()
         self._savepoint = None
 
@@ -413,7 +415,7 @@ class _JoinBlock:
         if marks is None:
             # A savepoint taken before the block began: it covers everything the block did,
             # the block's own savepoint included.
-            self._uow.abandon((0, 0))
+            self._uow.abandon(START)
             self._savepoint = None
         else:
             self._uow.abandon(marks)
