@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from finfactory.adapters.sqlalchemy.storage import SqlStorage
 from finfactory.kernel.audit import AuditRecord, Outcome, verify_chain
 from finfactory.kernel.authz import default_policy
+from finfactory.kernel.commands import request_fingerprint
 from finfactory.kernel.context import Actor, ActorKind, RequestContext
 from finfactory.kernel.errors import (
     DomainError,
@@ -23,6 +24,7 @@ from finfactory.kernel.errors import (
     error_class_for,
     error_from_dict,
 )
+from finfactory.kernel.model import Model, MoneyAmount
 from finfactory.kernel.money import Money, from_minor
 from finfactory.kernel.ports import Storage
 from finfactory.primitives.ledger import commands as c
@@ -395,3 +397,33 @@ def test_a_stored_result_this_release_cannot_read_is_a_storage_error(
         ledger.open_account(ctx, command, idempotency_key="open-cash")
     assert not isinstance(failed.value, ValidationError)
     assert failed.value.details["command"] == "ledger.open_account"
+
+
+class _PayoutV1(Model):
+    reference: str
+    amount: MoneyAmount
+
+
+class _PayoutV2(Model):  # the next release: an optional field added
+    reference: str
+    amount: MoneyAmount
+    memo: str | None = None
+    tags: list[str] = []
+
+
+def test_a_retry_across_a_release_that_added_an_optional_field_is_the_same_request() -> None:
+    first = _PayoutV1(reference="p-1", amount=php(100))
+    assert request_fingerprint("payouts.send", first) == request_fingerprint(
+        "payouts.send", _PayoutV2(reference="p-1", amount=php(100))
+    )
+    spelled_out = _PayoutV2(reference="p-1", amount=php(100), memo=None, tags=[])
+    assert request_fingerprint("payouts.send", first) == request_fingerprint(
+        "payouts.send", spelled_out
+    )
+    different = _PayoutV2(reference="p-1", amount=php(100), memo="rent")
+    assert request_fingerprint("payouts.send", first) != request_fingerprint(
+        "payouts.send", different
+    )
+    assert request_fingerprint("payouts.send", first) != request_fingerprint(
+        "payouts.cancel", first
+    )

@@ -92,8 +92,12 @@ class CommandSpec(Generic[R]):
 
 
 def request_fingerprint(action: str, request: BaseModel) -> str:
-    """Hash of the action and the request's JSON (field order is fixed by the model)."""
-    return sha256_hex(action + "\n" + request.model_dump_json())
+    """Hash of the action and the request's JSON (field order is fixed by the model).
+
+    Fields left at their defaults are left out: a release that adds an optional field does
+    not turn a retry sent across the upgrade into an IdempotencyConflict, and a request that
+    spells a default out means the same as one that omits it."""
+    return sha256_hex(action + "\n" + request.model_dump_json(exclude_defaults=True))
 
 
 def _check_key(key: str | None) -> None:
