@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -427,3 +428,20 @@ def test_a_retry_across_a_release_that_added_an_optional_field_is_the_same_reque
     assert request_fingerprint("payouts.send", first) != request_fingerprint(
         "payouts.cancel", first
     )
+
+
+class _OutOfStock(DomainError):
+    code = "shop.out_of_stock"
+
+
+@pytest.mark.parametrize("detail", [Decimal("1.5"), float("nan"), object(), {"when": timedelta(1)}])
+def test_a_rejection_whose_details_json_cannot_hold_fails_where_it_is_raised(
+    detail: object,
+) -> None:
+    """It failed only under an idempotency key, when the rejection was being stored."""
+    with pytest.raises(TypeError, match="JSON-safe"):
+        _OutOfStock("sold out", left=detail)
+    assert _OutOfStock("sold out", left="1.5", sku="A-1").to_dict()["details"] == {
+        "left": "1.5",
+        "sku": "A-1",
+    }

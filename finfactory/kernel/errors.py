@@ -6,6 +6,7 @@ and match on; messages are for humans and may change. ``details`` is JSON-safe.
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 _BY_CODE: dict[str, type[FinFactoryError]] = {}
@@ -76,6 +77,15 @@ class DomainError(FinFactoryError):
     """
 
     code = "domain_rejected"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, **details)
+        # Stored under an idempotency key and replayed: a detail JSON cannot hold would
+        # otherwise fail only the commands that carry a key, when the rejection is stored.
+        try:
+            json.dumps(details, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{type(self).__name__} details must be JSON-safe: {err}") from None
 
 
 class ReplayedRejection(DomainError):
