@@ -45,8 +45,8 @@ class PendingRows:
         audits_given, events_given, audits_written, events_written = marks
         del self.audits[audits_given:]
         del self.events[events_given:]
-        self._audits_written = min(self._audits_written, audits_written, len(self.audits))
-        self._events_written = min(self._events_written, events_written, len(self.events))
+        self._audits_written = min(self._audits_written, audits_written)
+        self._events_written = min(self._events_written, events_written)
 
     def take_events(self) -> list[EventEnvelope]:
         events = self.events[self._events_written :]
