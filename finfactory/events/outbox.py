@@ -14,16 +14,10 @@ import attrs
 
 from finfactory.events.envelope import EventEnvelope
 from finfactory.kernel.errors import ValidationError
+from finfactory.kernel.paging import page_limit
 
 if TYPE_CHECKING:  # the kernel's ports import the envelope module from this package
     from finfactory.kernel.ports import Storage
-
-
-def _check_count(value: object, field: str) -> None:
-    # Checked here, alike for every store: SQLite reads LIMIT -1 as "no limit", PostgreSQL
-    # refuses it, and 0 used to mean "the default".
-    if type(value) is not int or value < 1:
-        raise ValidationError(f"{field} must be a whole number >= 1", field=field)
 
 
 @attrs.define
@@ -36,7 +30,8 @@ class OutboxReader:
 
     @batch_size.validator
     def _check_batch_size(self, attribute: object, value: object) -> None:
-        _check_count(value, "batch_size")
+        # SQLite reads LIMIT -1 as "no limit", PostgreSQL refuses it: checked here for all.
+        page_limit(value, field="batch_size")
 
     def read(self, after_position: int = 0, limit: int | None = None) -> list[EventEnvelope]:
         """Committed events with ``position > after_position``, oldest first: at most
@@ -46,7 +41,7 @@ class OutboxReader:
                 "after_position must be a whole number >= 0", field="after_position"
             )
         if limit is not None:
-            _check_count(limit, "limit")
+            page_limit(limit)
         with self.storage.read() as tx:
             return tx.kernel.read_events(
                 after_position,

@@ -17,8 +17,9 @@ from finfactory.kernel.authz import AuthorizationPolicy
 from finfactory.kernel.clock import Clock, IdGenerator
 from finfactory.kernel.context import RequestContext
 from finfactory.kernel.errors import ValidationError
+from finfactory.kernel.paging import page_limit, sequence_cursor
 from finfactory.kernel.ports import Storage, UnitOfWork
-from finfactory.kernel.reads import ReadGuard, page_limit
+from finfactory.kernel.reads import ReadGuard
 
 
 @attrs.define
@@ -41,10 +42,7 @@ class AuditTrail:
         uow: UnitOfWork | None = None,
     ) -> list[AuditRecord]:
         """The caller's tenant's records with ``sequence > after_sequence``, oldest first."""
-        if type(after_sequence) is not int or not 0 <= after_sequence < 2**63:
-            raise ValidationError(
-                "after_sequence must be a whole number >= 0", field="after_sequence"
-            )
+        sequence_cursor(after_sequence, "after_sequence")
         limit = page_limit(limit, 10_000)
         with self._reads.view(ctx, uow) as tx:
             page = tx.kernel.audit_records(

@@ -11,17 +11,8 @@ from finfactory.kernel.audit import AuditDraft, Outcome, seal
 from finfactory.kernel.authz import AuthorizationPolicy
 from finfactory.kernel.clock import Clock, IdGenerator, utc_now
 from finfactory.kernel.context import RequestContext
-from finfactory.kernel.errors import PermissionDenied, ValidationError
+from finfactory.kernel.errors import PermissionDenied
 from finfactory.kernel.ports import Storage, UnitOfWork
-
-
-def page_limit(limit: object, maximum: int, field: str = "limit") -> int:
-    """A query's page size: a whole number from 1; above ``maximum`` it means ``maximum``.
-    Checked before any read, the same way on every store (a store would otherwise fail on a
-    string or a float in its own way, or return a page of one for 0)."""
-    if type(limit) is not int or limit < 1:
-        raise ValidationError(f"{field} must be a whole number from 1 to {maximum}", field=field)
-    return min(limit, maximum)
 
 
 @attrs.define

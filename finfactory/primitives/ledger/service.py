@@ -16,10 +16,11 @@ from finfactory.kernel.commands import CommandRunner, CommandScope, CommandSpec
 from finfactory.kernel.config import load_settings
 from finfactory.kernel.context import RequestContext
 from finfactory.kernel.errors import DomainError, ValidationError
-from finfactory.kernel.money import MAX_MINOR, Money, from_minor, to_minor
+from finfactory.kernel.money import Money, from_minor, to_minor
 from finfactory.kernel.money import currency as check_currency
+from finfactory.kernel.paging import page_limit, sequence_cursor
 from finfactory.kernel.ports import Storage, UnitOfWork
-from finfactory.kernel.reads import ReadGuard, page_limit
+from finfactory.kernel.reads import ReadGuard
 from finfactory.primitives.ledger import commands as cmd
 from finfactory.primitives.ledger import events as ev
 from finfactory.primitives.ledger.errors import (
@@ -770,10 +771,7 @@ class LedgerService:
     ) -> cmd.Statement:
         """Entries of an account in posting order; pass ``next_after`` back for the next page."""
         _lookup(account_id, "account_id")
-        if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_MINOR:
-            raise ValidationError(
-                "after must be a sequence number (0 for the start)", field="after"
-            )
+        sequence_cursor(after, "after")
         limit = page_limit(limit, 1000)
         with self._reads.view(ctx, uow) as tx:
             store = self.store_factory(tx)

@@ -18,8 +18,9 @@ from finfactory.kernel.config import load_settings
 from finfactory.kernel.context import RequestContext
 from finfactory.kernel.errors import ValidationError
 from finfactory.kernel.money import minor_to_json, to_minor
+from finfactory.kernel.paging import page_limit
 from finfactory.kernel.ports import Storage, UnitOfWork
-from finfactory.kernel.reads import ReadGuard, page_limit
+from finfactory.kernel.reads import ReadGuard
 from finfactory.primitives.qrph import commands as cmd
 from finfactory.primitives.qrph import events as ev
 from finfactory.primitives.qrph.checks import acquirer_for, expiry_for, on_us_amount, same_static

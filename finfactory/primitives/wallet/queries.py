@@ -7,8 +7,9 @@ from finfactory.kernel.config import load_settings
 from finfactory.kernel.context import Actor, RequestContext
 from finfactory.kernel.errors import ValidationError
 from finfactory.kernel.money import currency as check_currency
+from finfactory.kernel.paging import page_limit
 from finfactory.kernel.ports import UnitOfWork
-from finfactory.kernel.reads import ReadGuard, page_limit
+from finfactory.kernel.reads import ReadGuard
 from finfactory.primitives.ledger import LedgerService
 from finfactory.primitives.wallet import commands as cmd
 from finfactory.primitives.wallet.errors import WalletNotFound
